@@ -1,0 +1,238 @@
+//! Every limit Waygate enforces, with its default, its scope and what a breach does.
+//! Owns: [`Limits`], [`PluginLimits`] and the `DEFAULT_*` constants.
+//! Never: reads files or the environment (that is `config`'s loader) or enforces anything.
+//! Limits: this module is where they are declared; the enforcing code links back here.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Default cap on one plugin instance's linear memory: 64 MiB.
+pub const DEFAULT_PLUGIN_MEMORY_MIB: u64 = 64;
+/// Largest memory cap a manifest may ask for: 512 MiB.
+pub const MAX_PLUGIN_MEMORY_MIB: u64 = 512;
+/// Default fuel per call: ten billion units, several seconds of pure compute.
+pub const DEFAULT_PLUGIN_FUEL: u64 = 10_000_000_000;
+/// Default wall-clock limit of one plugin call: 30 s (the API spec's default timeout).
+pub const DEFAULT_PLUGIN_TIMEOUT_MS: u64 = 30_000;
+/// Default number of calls one plugin may run at once.
+pub const DEFAULT_PLUGIN_CONCURRENCY: u32 = 16;
+/// Default cap on what one call may write to stdout and stderr together: 1 MiB.
+pub const DEFAULT_PLUGIN_OUTPUT_BYTES: u64 = 1 << 20;
+/// Default cap on the encoded size of one call's result: 8 MiB.
+pub const DEFAULT_PLUGIN_RESULT_BYTES: u64 = 8 << 20;
+/// Default quota of one plugin's key-value store (keys plus values): 1 MiB.
+pub const DEFAULT_PLUGIN_KV_QUOTA_BYTES: u64 = 1 << 20;
+/// Default cap on log lines one call may write through the `log` import.
+pub const DEFAULT_PLUGIN_LOG_LINES: u32 = 1_000;
+/// Tables, memories and core instances one component may create; generous for the
+/// multi-module components that Python and JavaScript toolchains emit.
+pub const MAX_TABLES_PER_INSTANCE: u32 = 32;
+/// See [`MAX_TABLES_PER_INSTANCE`].
+pub const MAX_MEMORIES_PER_INSTANCE: u32 = 8;
+/// See [`MAX_TABLES_PER_INSTANCE`].
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+/// Elements per table; Python components carry tables of tens of thousands of functions.
+pub const MAX_TABLE_ELEMENTS: usize = 200_000;
+/// Default number of plugin instances alive at once across all plugins.
+pub const DEFAULT_INSTANCE_POOL: u32 = 256;
+/// How often the epoch ticker advances; wall-clock limits are accurate to one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Default cap on a request body: 10 MiB (the API spec's request size limit).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+/// Default cap on open connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1_024;
+/// Default time the server waits for in-flight requests at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// Process-wide limits, from the `[limits]` table of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Plugin instances alive at once across all plugins (process scope). Sizes the pooling
+    /// allocator; a call that finds the pool empty fails with a limit error.
+    /// Config `limits.instance_pool`, default [`DEFAULT_INSTANCE_POOL`].
+    pub instance_pool: u32,
+    /// Request body size (request scope); larger bodies get 413.
+    /// Config `limits.max_body_bytes`, default [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: u64,
+    /// Open connections (process scope); the listener waits for a free slot before accepting.
+    /// Config `limits.max_connections`, default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: u32,
+    /// Drain deadline at shutdown (process scope); requests still running then are dropped.
+    /// Config `limits.shutdown_grace_ms`, default [`DEFAULT_SHUTDOWN_GRACE_MS`].
+    pub shutdown_grace_ms: u64,
+    /// Defaults for every plugin; a manifest's `[limits]` may override each of them.
+    pub plugin: PluginLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            instance_pool: DEFAULT_INSTANCE_POOL,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            plugin: PluginLimits::default(),
+        }
+    }
+}
+
+/// Limits of one plugin's calls: defaults from `[limits.plugin]` in the config file,
+/// overridden per plugin by the `[limits]` table of its `plugin.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Linear memory of one instance (instance scope). Growth past it fails and the call
+    /// traps, reported as a memory limit error. Default [`DEFAULT_PLUGIN_MEMORY_MIB`], at most
+    /// [`MAX_PLUGIN_MEMORY_MIB`].
+    pub memory_mib: u64,
+    /// Fuel of one call (call scope): a deterministic CPU budget, roughly one unit per wasm
+    /// instruction. Running out traps, reported as a fuel limit error.
+    /// Default [`DEFAULT_PLUGIN_FUEL`].
+    pub fuel: u64,
+    /// Wall-clock time of one call (call scope), enforced by epoch interruption and so
+    /// accurate to one [`EPOCH_TICK`]; the request's own timeout applies when smaller.
+    /// Default [`DEFAULT_PLUGIN_TIMEOUT_MS`].
+    pub timeout_ms: u64,
+    /// Calls of this plugin running at once (plugin scope). Further calls wait for a slot
+    /// until their deadline, then fail with a concurrency limit error.
+    /// Default [`DEFAULT_PLUGIN_CONCURRENCY`].
+    pub max_concurrency: u32,
+    /// Bytes one call may write to stdout and stderr together (call scope). Past it the
+    /// streams close; a call that then fails is reported as an output limit error.
+    /// Default [`DEFAULT_PLUGIN_OUTPUT_BYTES`].
+    pub output_bytes: u64,
+    /// Encoded size of one call's result (call scope); a larger result is discarded and the
+    /// call fails with a result size error. Default [`DEFAULT_PLUGIN_RESULT_BYTES`].
+    pub result_bytes: u64,
+    /// Bytes of keys and values in the plugin's key-value store (plugin scope, persistent).
+    /// A write past it returns the WIT `quota-exceeded` error to the plugin.
+    /// Default [`DEFAULT_PLUGIN_KV_QUOTA_BYTES`].
+    pub kv_quota_bytes: u64,
+    /// Lines one call may log through the `log` import (call scope); further lines are
+    /// dropped and counted. Default [`DEFAULT_PLUGIN_LOG_LINES`].
+    pub log_lines: u32,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            memory_mib: DEFAULT_PLUGIN_MEMORY_MIB,
+            fuel: DEFAULT_PLUGIN_FUEL,
+            timeout_ms: DEFAULT_PLUGIN_TIMEOUT_MS,
+            max_concurrency: DEFAULT_PLUGIN_CONCURRENCY,
+            output_bytes: DEFAULT_PLUGIN_OUTPUT_BYTES,
+            result_bytes: DEFAULT_PLUGIN_RESULT_BYTES,
+            kv_quota_bytes: DEFAULT_PLUGIN_KV_QUOTA_BYTES,
+            log_lines: DEFAULT_PLUGIN_LOG_LINES,
+        }
+    }
+}
+
+impl PluginLimits {
+    /// Checks each value against what the host can honour; the message names the key.
+    ///
+    /// # Errors
+    ///
+    /// The first key whose value is out of range, with the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("memory_mib", self.memory_mib),
+            ("fuel", self.fuel),
+            ("timeout_ms", self.timeout_ms),
+            ("max_concurrency", u64::from(self.max_concurrency)),
+            ("result_bytes", self.result_bytes),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{key} must be greater than 0"));
+        }
+        if self.memory_mib > MAX_PLUGIN_MEMORY_MIB {
+            return Err(format!(
+                "memory_mib = {} is above the maximum of {MAX_PLUGIN_MEMORY_MIB}",
+                self.memory_mib
+            ));
+        }
+        Ok(())
+    }
+
+    /// The wall-clock limit as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The memory cap in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib << 20).unwrap_or(usize::MAX)
+    }
+}
+
+/// A manifest's `[limits]`: every key optional, unset keys keep the operator's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimitOverrides {
+    memory_mib: Option<u64>,
+    fuel: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_concurrency: Option<u32>,
+    output_bytes: Option<u64>,
+    result_bytes: Option<u64>,
+    kv_quota_bytes: Option<u64>,
+    log_lines: Option<u32>,
+}
+
+impl PluginLimitOverrides {
+    /// Applies the overrides on top of `defaults`.
+    pub fn apply(&self, defaults: PluginLimits) -> PluginLimits {
+        PluginLimits {
+            memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
+            fuel: self.fuel.unwrap_or(defaults.fuel),
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            max_concurrency: self.max_concurrency.unwrap_or(defaults.max_concurrency),
+            output_bytes: self.output_bytes.unwrap_or(defaults.output_bytes),
+            result_bytes: self.result_bytes.unwrap_or(defaults.result_bytes),
+            kv_quota_bytes: self.kv_quota_bytes.unwrap_or(defaults.kv_quota_bytes),
+            log_lines: self.log_lines.unwrap_or(defaults.log_lines),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented defaults are the ones in force; `docs/limits.md` and
+    /// `configs/waygate.toml` quote these numbers.
+    #[test]
+    fn defaults_are_pinned() {
+        let limits = Limits::default();
+        assert_eq!(limits.instance_pool, 256);
+        assert_eq!(limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(limits.plugin.memory_mib, 64);
+        assert_eq!(limits.plugin.fuel, 10_000_000_000);
+        assert_eq!(limits.plugin.timeout_ms, 30_000);
+        assert_eq!(limits.plugin.max_concurrency, 16);
+        assert_eq!(limits.plugin.output_bytes, 1024 * 1024);
+        assert_eq!(limits.plugin.result_bytes, 8 * 1024 * 1024);
+        assert_eq!(limits.plugin.kv_quota_bytes, 1024 * 1024);
+        assert_eq!(EPOCH_TICK, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let overrides: PluginLimitOverrides = toml::from_str("fuel = 5\ntimeout_ms = 7").unwrap();
+        let applied = overrides.apply(PluginLimits::default());
+        assert_eq!(applied.fuel, 5);
+        assert_eq!(applied.timeout_ms, 7);
+        assert_eq!(applied.memory_mib, DEFAULT_PLUGIN_MEMORY_MIB);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        let mut limits = PluginLimits::default();
+        limits.memory_mib = 4096;
+        assert!(limits.validate().unwrap_err().contains("memory_mib"));
+        limits.memory_mib = 64;
+        limits.fuel = 0;
+        assert_eq!(limits.validate().unwrap_err(), "fuel must be greater than 0");
+    }
+}

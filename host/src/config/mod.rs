@@ -1,0 +1,300 @@
+//! Configuration: defaults, then the TOML file, then `WAYGATE_*` environment variables, then
+//! command-line flags, merged into one typed [`Config`].
+//! Owns: [`Config`], [`Overrides`], [`ConfigError`], and (in `limits`) every limit.
+//! Never: is read by anything but `main`, which hands typed values to the other modules;
+//! no other module reads the environment or a config file.
+
+pub mod limits;
+
+pub use limits::{Limits, PluginLimitOverrides, PluginLimits};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default listen address: loopback only, so a fresh install is not reachable from outside.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+/// Default plugins directory: where `cargo xtask plugins` writes the example plugins.
+pub const DEFAULT_PLUGINS_DIR: &str = "target/plugins";
+/// Default data directory (database, compiled-component cache).
+pub const DEFAULT_DATA_DIR: &str = "data";
+/// Default log filter.
+pub const DEFAULT_LOG: &str = "info";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default: what log pipelines ingest).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// The merged configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address the server listens on.
+    pub bind: SocketAddr,
+    /// Directory of plugin packages (one sub-directory with `plugin.toml` each).
+    pub plugins_dir: PathBuf,
+    /// Directory of the database and, by default, the compiled-component cache.
+    pub data_dir: PathBuf,
+    /// Directory of compiled components; belongs to the host alone.
+    pub cache_dir: PathBuf,
+    /// Log filter, `tracing` `EnvFilter` syntax (`info`, `waygate=debug,plugin=trace`).
+    pub log: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Every limit.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("waygate.db")
+    }
+}
+
+/// Values given on the command line; each wins over the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--bind`.
+    pub bind: Option<String>,
+    /// `--plugins`.
+    pub plugins: Option<PathBuf>,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--cache-dir`.
+    pub cache_dir: Option<PathBuf>,
+    /// `--log`.
+    pub log: Option<String>,
+}
+
+/// A configuration value Waygate cannot use; start-up stops with exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid {key} = {value:?}: {allowed}")]
+    Invalid {
+        /// The key, with its environment variable and flag.
+        key: String,
+        /// The value in force, or the value given.
+        value: String,
+        /// What is allowed.
+        allowed: String,
+    },
+}
+
+/// The config file's layout; every section and key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    server: ServerSection,
+    paths: PathsSection,
+    log: LogSection,
+    limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ServerSection {
+    bind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PathsSection {
+    plugins: Option<PathBuf>,
+    data: Option<PathBuf>,
+    cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+/// Loads the configuration from the file (`--config`, else `WAYGATE_CONFIG`, else none),
+/// the environment as `env` reports it, and the command-line `overrides`.
+///
+/// # Errors
+///
+/// [`ConfigError`] naming the key, the value and what is allowed.
+pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let file_path = overrides
+        .config
+        .clone()
+        .or_else(|| env("WAYGATE_CONFIG").map(PathBuf::from));
+    let file = match &file_path {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+
+    let pick = |cli: Option<String>, var: &str, file: Option<String>, default: &str| {
+        cli.or_else(|| env(var)).or(file).unwrap_or_else(|| default.to_owned())
+    };
+    let path_of = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
+
+    let bind_text = pick(overrides.bind.clone(), "WAYGATE_BIND", file.server.bind, DEFAULT_BIND);
+    let bind = bind_text.parse().map_err(|_| ConfigError::Invalid {
+        key: "server.bind (WAYGATE_BIND, --bind)".to_owned(),
+        value: bind_text.clone(),
+        allowed: "an IP address and port, such as 127.0.0.1:8000".to_owned(),
+    })?;
+    let plugins_dir = PathBuf::from(pick(
+        path_of(overrides.plugins.clone()),
+        "WAYGATE_PLUGINS",
+        path_of(file.paths.plugins),
+        DEFAULT_PLUGINS_DIR,
+    ));
+    let data_dir = PathBuf::from(pick(
+        path_of(overrides.data.clone()),
+        "WAYGATE_DATA",
+        path_of(file.paths.data),
+        DEFAULT_DATA_DIR,
+    ));
+    let cache_dir = path_of(overrides.cache_dir.clone())
+        .or_else(|| env("WAYGATE_CACHE_DIR"))
+        .or(path_of(file.paths.cache))
+        .map_or_else(|| data_dir.join("cache"), PathBuf::from);
+    let log = pick(overrides.log.clone(), "WAYGATE_LOG", file.log.level, DEFAULT_LOG);
+    if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+        return Err(ConfigError::Invalid {
+            key: "log.level (WAYGATE_LOG, --log)".to_owned(),
+            value: log,
+            allowed: "a level (trace, debug, info, warn, error) or a tracing filter such as waygate=debug".to_owned(),
+        });
+    }
+    let format_text = pick(None, "WAYGATE_LOG_FORMAT", file.log.format, "json");
+    let log_format = match format_text.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "log.format (WAYGATE_LOG_FORMAT)".to_owned(),
+                value: format_text,
+                allowed: "json or text".to_owned(),
+            });
+        }
+    };
+    validate_limits(&file.limits)?;
+    Ok(Config {
+        bind,
+        plugins_dir,
+        data_dir,
+        cache_dir,
+        log,
+        log_format,
+        limits: file.limits,
+    })
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    toml::from_str(&text).map_err(|e| file_error(e.to_string()))
+}
+
+fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: String, allowed: &str| ConfigError::Invalid {
+        key: format!("limits.{key}"),
+        value,
+        allowed: allowed.to_owned(),
+    };
+    if limits.instance_pool == 0 {
+        return Err(invalid("instance_pool", "0".to_owned(), "at least 1"));
+    }
+    if limits.max_connections == 0 {
+        return Err(invalid("max_connections", "0".to_owned(), "at least 1"));
+    }
+    limits
+        .plugin
+        .validate()
+        .map_err(|reason| invalid("plugin", format!("{:?}", limits.plugin), &reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |k| vars.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_env_or_flags() {
+        let config = load(&Overrides::default(), env(&[])).unwrap();
+        assert_eq!(config.bind, DEFAULT_BIND.parse().unwrap());
+        assert_eq!(config.plugins_dir, PathBuf::from("target/plugins"));
+        assert_eq!(config.cache_dir, PathBuf::from("data/cache"));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waygate.toml");
+        std::fs::write(
+            &file,
+            "[server]\nbind = \"127.0.0.1:1\"\n[paths]\ndata = \"/file\"\nplugins = \"/file-plugins\"\n[limits.plugin]\nfuel = 42\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config: Some(file),
+            bind: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        let config = load(&overrides, env(&[("WAYGATE_BIND", "127.0.0.1:2"), ("WAYGATE_DATA", "/env")])).unwrap();
+        assert_eq!(config.bind.port(), 3);
+        assert_eq!(config.data_dir, PathBuf::from("/env"));
+        assert_eq!(config.plugins_dir, PathBuf::from("/file-plugins"));
+        assert_eq!(config.limits.plugin.fuel, 42);
+    }
+
+    #[test]
+    fn invalid_values_name_key_value_and_what_is_allowed() {
+        let err = load(&Overrides::default(), env(&[("WAYGATE_BIND", "localhost")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("server.bind") && text.contains("\"localhost\"") && text.contains("IP address"), "{text}");
+        let err = load(&Overrides::default(), env(&[("WAYGATE_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("json or text"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waygate.toml");
+        std::fs::write(&file, "[server]\nbnd = \"x\"\n").unwrap();
+        let err = load(&Overrides { config: Some(file), ..Overrides::default() }, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("bnd"), "{err}");
+    }
+
+    /// `configs/waygate.toml` documents every key with its default; loading it must give
+    /// exactly the defaults, or the documentation has drifted.
+    #[test]
+    fn shipped_config_file_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/waygate.toml");
+        let config = load(&Overrides { config: Some(path), ..Overrides::default() }, env(&[])).unwrap();
+        assert_eq!(config, load(&Overrides::default(), env(&[])).unwrap());
+    }
+}

@@ -1,0 +1,144 @@
+//! The `waygate` binary: parses the command line, loads the configuration, and runs the
+//! server until Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use waygate::config::{self, Config, LogFormat, Overrides};
+use waygate::http::{self, AppState};
+use waygate::registry::Registry;
+use waygate::runtime::Runtime;
+use waygate::store::Store;
+
+/// Exit code for an unusable configuration, as `sysexits`' EX_USAGE family expects.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "waygate", version, about = "MCP host for sandboxed WebAssembly plugins")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on [env: WAYGATE_BIND] [default: 127.0.0.1:8000].
+        #[arg(long)]
+        bind: Option<String>,
+        /// Directory of plugin packages [env: WAYGATE_PLUGINS] [default: target/plugins].
+        #[arg(long)]
+        plugins: Option<PathBuf>,
+        /// Data directory: database and compiled cache [env: WAYGATE_DATA] [default: data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Config file [env: WAYGATE_CONFIG].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Compiled-component cache directory [env: WAYGATE_CACHE_DIR] [default: DATA/cache].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Log filter [env: WAYGATE_LOG] [default: info].
+        #[arg(long)]
+        log: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve {
+        bind,
+        plugins,
+        data,
+        config,
+        cache_dir,
+        log,
+    } = cli.command;
+    let overrides = Overrides {
+        config,
+        bind,
+        plugins,
+        data,
+        cache_dir,
+        log,
+    };
+    let config = match config::load(&overrides, |key| std::env::var(key).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("waygate: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("waygate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "waygate stopped");
+            eprintln!("waygate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store = Arc::new(Store::open(&config.database_path())?);
+    let runtime = Arc::new(Runtime::new(&config.limits, Some(config.cache_dir.clone()), store.clone())?);
+    let registry = Registry::load(&runtime, &config.plugins_dir, config.limits.plugin).await;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    tracing::info!(
+        bind = %listener.local_addr()?,
+        plugins = registry.plugins().count(),
+        failed = registry.failures().len(),
+        plugins_dir = %config.plugins_dir.display(),
+        "waygate listening"
+    );
+    let state = Arc::new(AppState::new(runtime, registry, store, config.limits.clone()));
+    http::serve(listener, state, shutdown_signal()).await;
+    tracing::info!("waygate stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

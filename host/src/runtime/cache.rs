@@ -1,0 +1,145 @@
+//! The on-disk cache of compiled components, so a restart does not recompile.
+//! Owns: [`ComponentCache`]. Never: trusts a file it did not verify; wasmtime's
+//! deserialize runs native code from the bytes, so each entry carries a SHA-256 of its
+//! payload and the directory must belong to the host alone.
+
+use ring::digest::{SHA256, digest};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Length of the payload digest that prefixes every cache entry.
+const DIGEST_LEN: usize = 32;
+
+/// Where a component came from, for the caller's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a verified cache entry.
+    Hit,
+    /// Compiled; the entry was absent.
+    Miss,
+    /// Compiled; the entry was corrupt or stale and has been replaced.
+    Rebuilt,
+}
+
+/// A directory of `<content hash>-<engine fingerprint>.cwasm` files.
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    dir: Option<PathBuf>,
+    engine_fingerprint: String,
+}
+
+impl ComponentCache {
+    /// A cache in `dir` (created if missing), or no cache when `dir` is `None`.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be created.
+    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> std::io::Result<Self> {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Ok(Self {
+            dir,
+            engine_fingerprint: format!("{:016x}", hasher.finish()),
+        })
+    }
+
+    /// The path of the entry for a component whose bytes hash to `content_hash`.
+    pub fn entry_path(&self, content_hash: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{content_hash}-{}.cwasm", self.engine_fingerprint)))
+    }
+
+    /// Loads the component from the cache, or compiles `wasm` and stores the result.
+    ///
+    /// # Errors
+    ///
+    /// When `wasm` does not compile. Cache IO failures only cost a recompile.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        content_hash: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let Some(path) = self.entry_path(content_hash) else {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Miss));
+        };
+        let outcome = match std::fs::read(&path) {
+            Ok(bytes) => match verified_payload(&bytes) {
+                // SAFETY: the payload was written by `store` below from `Component::serialize`
+                // of this engine's configuration (the file name carries its fingerprint, and
+                // wasmtime checks its own header again), and its SHA-256 matches, so these
+                // are the bytes the host itself produced.
+                Some(payload) => match unsafe { Component::deserialize(engine, payload) } {
+                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "stale compiled-component cache entry; recompiling");
+                        CacheOutcome::Rebuilt
+                    }
+                },
+                None => {
+                    tracing::warn!(path = %path.display(), "corrupt compiled-component cache entry; recompiling");
+                    CacheOutcome::Rebuilt
+                }
+            },
+            Err(_) => CacheOutcome::Miss,
+        };
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = store(&path, &component) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-component cache entry");
+        }
+        Ok((component, outcome))
+    }
+}
+
+/// SHA-256 of `bytes` as lowercase hex: the content hash of a component.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex(digest(&SHA256, bytes).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verified_payload(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() < DIGEST_LEN {
+        return None;
+    }
+    let (expected, payload) = bytes.split_at(DIGEST_LEN);
+    (digest(&SHA256, payload).as_ref() == expected).then_some(payload)
+}
+
+/// Writes the entry atomically (temporary file, then rename) so a crash mid-write leaves
+/// either the old entry or none, never a torn one.
+fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
+    let payload = component.serialize()?;
+    let mut bytes = Vec::with_capacity(DIGEST_LEN + payload.len());
+    bytes.extend_from_slice(digest(&SHA256, &payload).as_ref());
+    bytes.extend_from_slice(&payload);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes).map_err(wasmtime::Error::new)?;
+    std::fs::rename(&tmp, path).map_err(wasmtime::Error::new)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_with_a_wrong_digest_is_refused() {
+        let payload = b"compiled bytes";
+        let mut entry = digest(&SHA256, payload).as_ref().to_vec();
+        entry.extend_from_slice(payload);
+        assert_eq!(verified_payload(&entry), Some(&payload[..]));
+        let last = entry.len() - 1;
+        entry[last] ^= 1;
+        assert_eq!(verified_payload(&entry), None);
+        assert_eq!(verified_payload(b"short"), None);
+    }
+}

@@ -1,0 +1,270 @@
+//! The per-call host state: the WASI context, the limiter, and the host's imports
+//! (`log`, `config`, `kv`) as the guest sees them.
+//! Owns: [`HostState`], [`HostStateBuilder`]. Never: reaches the network or the filesystem
+//! on the guest's behalf except through the store's namespaced key-value API.
+//! Limits: [`PluginLimits::memory_mib`], [`PluginLimits::output_bytes`],
+//! [`PluginLimits::log_lines`], [`PluginLimits::kv_quota_bytes`].
+
+use super::bindings::waygate::plugin::{config, kv, log, types};
+use super::error::Limit;
+use crate::config::PluginLimits;
+use crate::config::limits::{
+    MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE, MAX_TABLE_ELEMENTS,
+    MAX_TABLES_PER_INSTANCE,
+};
+use crate::store::{self, Store};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Longest log message kept from the guest; the rest is cut and marked.
+const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
+/// Longest key the key-value store accepts, in bytes.
+const MAX_KV_KEY_BYTES: usize = 512;
+/// Field the SDK sets on the log line it writes from its panic hook.
+const PANIC_FIELD: &str = "waygate.panic";
+
+/// Everything one call's `Store` holds. Built fresh for every call and dropped after it,
+/// so nothing a guest does survives except its key-value writes.
+pub struct HostState {
+    /// WASI with the deny-everything defaults of [`HostStateBuilder::new`].
+    wasi: WasiCtx,
+    /// Handles (streams, pollables) the WASI implementation hands to the guest.
+    table: ResourceTable,
+    /// Enforces the memory and table caps, and remembers which one was hit.
+    pub(super) limiter: CallLimiter,
+    /// Captured stdout and stderr, capped; logged after the call.
+    pub(super) output: MemoryOutputPipe,
+    /// The plugin's name: the namespace of its keys and the tag on its log lines.
+    plugin: Arc<str>,
+    /// The request id of this call, for log lines.
+    request_id: Arc<str>,
+    /// The plugin's validated config as JSON, returned by `config.get-config-json`.
+    config_json: Arc<str>,
+    /// The database behind the `kv` import.
+    store: Arc<Store>,
+    /// Quota of the plugin's key-value store in bytes.
+    kv_quota_bytes: u64,
+    /// Log lines the guest may still write in this call.
+    log_budget: u32,
+    /// Log lines dropped because the budget ran out.
+    pub(super) logs_dropped: u32,
+    /// The message of a guest panic, reported by the SDK's panic hook before it traps.
+    pub(super) panic_message: Option<String>,
+}
+
+/// Builds a [`HostState`]. The defaults deny everything:
+/// no environment variables, no arguments, no preopened directories (so no filesystem),
+/// no TCP, no UDP, no name lookup, stdin closed, and stdout/stderr captured into a capped
+/// buffer instead of the host's own streams. Clocks and randomness work.
+pub struct HostStateBuilder {
+    plugin: Arc<str>,
+    request_id: Arc<str>,
+    config_json: Arc<str>,
+    store: Arc<Store>,
+    limits: PluginLimits,
+}
+
+impl HostStateBuilder {
+    /// A builder for one call of `plugin` with the deny-everything defaults.
+    pub fn new(plugin: Arc<str>, config_json: Arc<str>, store: Arc<Store>, limits: PluginLimits) -> Self {
+        Self {
+            plugin,
+            request_id: Arc::from(""),
+            config_json,
+            store,
+            limits,
+        }
+    }
+
+    /// Tags the call's log lines with the request id.
+    pub fn request_id(mut self, request_id: &str) -> Self {
+        self.request_id = Arc::from(request_id);
+        self
+    }
+
+    /// Builds the state.
+    pub fn build(self) -> HostState {
+        let output = MemoryOutputPipe::new(usize::try_from(self.limits.output_bytes).unwrap_or(usize::MAX));
+        // `WasiCtxBuilder::new` already denies env, args, preopens, name lookup and every
+        // socket address; TCP and UDP are switched off as well so a guest cannot even create
+        // a socket. Stdout and stderr share one capped buffer.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(self.limits.memory_bytes()),
+            output,
+            plugin: self.plugin,
+            request_id: self.request_id,
+            config_json: self.config_json,
+            store: self.store,
+            kv_quota_bytes: self.limits.kv_quota_bytes,
+            log_budget: self.limits.log_lines,
+            logs_dropped: 0,
+            panic_message: None,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps memory and table growth for one call, and records which cap was hit so the error
+/// names it (a bare failed `memory.grow` would surface as an anonymous `unreachable`).
+pub(super) struct CallLimiter {
+    memory_bytes: usize,
+    pub(super) hit: Option<Limit>,
+}
+
+impl CallLimiter {
+    fn new(memory_bytes: usize) -> Self {
+        Self {
+            memory_bytes,
+            hit: None,
+        }
+    }
+}
+
+/// The error a denied growth traps with; `runtime` turns it into `Error::LimitExceeded`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} reached")]
+pub(super) struct LimitReached(pub(super) Limit);
+
+impl wasmtime::ResourceLimiter for CallLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = Some(Limit::Memory);
+            return Err(wasmtime::Error::new(LimitReached(Limit::Memory)));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = Some(Limit::TableElements);
+            return Err(wasmtime::Error::new(LimitReached(Limit::TableElements)));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES_PER_COMPONENT as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_INSTANCE as usize
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_INSTANCE as usize
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+        if fields.iter().any(|(k, _)| k == PANIC_FIELD) {
+            self.panic_message = Some(truncate(message, MAX_LOG_MESSAGE_BYTES));
+            return;
+        }
+        if self.log_budget == 0 {
+            self.logs_dropped += 1;
+            return;
+        }
+        self.log_budget -= 1;
+        let message = truncate(message, MAX_LOG_MESSAGE_BYTES);
+        let fields = if fields.is_empty() {
+            String::new()
+        } else {
+            fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (plugin, request_id) = (&*self.plugin, &*self.request_id);
+        match level {
+            log::Level::Trace => tracing::trace!(target: "plugin", plugin, request_id, fields, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "plugin", plugin, request_id, fields, "{message}"),
+            log::Level::Info => tracing::info!(target: "plugin", plugin, request_id, fields, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "plugin", plugin, request_id, fields, "{message}"),
+            log::Level::Error => tracing::error!(target: "plugin", plugin, request_id, fields, "{message}"),
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get_config_json(&mut self) -> String {
+        self.config_json.to_string()
+    }
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
+        check_key(&key)?;
+        self.store.kv_get(&self.plugin, &key).map_err(kv_error)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::KvError> {
+        check_key(&key)?;
+        self.store
+            .kv_set(&self.plugin, &key, &value, self.kv_quota_bytes)
+            .map_err(kv_error)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
+        check_key(&key)?;
+        self.store.kv_delete(&self.plugin, &key).map_err(kv_error)
+    }
+
+    fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, kv::KvError> {
+        self.store.kv_list(&self.plugin, &prefix, limit).map_err(kv_error)
+    }
+}
+
+fn check_key(key: &str) -> Result<(), kv::KvError> {
+    if key.is_empty() || key.len() > MAX_KV_KEY_BYTES {
+        return Err(kv::KvError::InvalidKey(format!(
+            "keys must be 1 to {MAX_KV_KEY_BYTES} bytes, got {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn kv_error(error: store::Error) -> kv::KvError {
+    match error {
+        store::Error::QuotaExceeded { quota_bytes, needed_bytes } => kv::KvError::QuotaExceeded(format!(
+            "the write needs {needed_bytes} bytes of a {quota_bytes}-byte quota"
+        )),
+        other => kv::KvError::StoreFailed(other.to_string()),
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+pub(super) fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" …[truncated]");
+    }
+    text
+}

@@ -1,0 +1,536 @@
+//! The sandbox: one wasmtime engine, compiled and pre-instantiated plugins, and every call
+//! in a fresh store and instance under fuel, deadline, memory and concurrency limits.
+//! Owns: [`Runtime`], [`Guest`], [`CallOptions`], [`Error`]. Never: sees HTTP or JSON-RPC
+//! types, reads config files, or decides which plugins exist (that is `registry`).
+//! Limits: [`Limits::instance_pool`], every field of [`PluginLimits`], [`EPOCH_TICK`].
+
+mod bindings;
+mod cache;
+mod error;
+mod host;
+
+pub use bindings::{
+    BinaryContent, CallContext, CallError, Content, PluginMetadata, Prompt, PromptArgument,
+    PromptError, PromptMessage, PromptResult, Resource, ResourceBody, ResourceContents,
+    ResourceError, ResourceLink, Role, Tool, ToolHints, ToolResult,
+};
+pub use cache::{CacheOutcome, content_hash};
+pub use error::{Error, Limit};
+pub use host::{HostState, HostStateBuilder};
+
+use crate::config::limits::{
+    EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE,
+    MAX_PLUGIN_MEMORY_MIB, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_INSTANCE,
+};
+use crate::config::{Limits, PluginLimits};
+use crate::store::Store;
+use bindings::{Plugin, PluginPre};
+use cache::ComponentCache;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, PoolingAllocationConfig, Trap};
+
+/// Most lines of captured stdout/stderr copied into the host log per call; the capture itself
+/// is capped by [`PluginLimits::output_bytes`].
+const MAX_OUTPUT_LOG_LINES: usize = 200;
+
+/// How a caller wants one plugin call run.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// The host's request id, passed to the guest and tagged on its log lines.
+    pub request_id: String,
+    /// The authenticated caller's name.
+    pub caller_id: Option<String>,
+    /// The request's own timeout; the call gets the smaller of it and the plugin's limit.
+    pub timeout: Option<Duration>,
+}
+
+/// A plugin compiled, linked and pre-instantiated: ready for a fresh instance per call.
+pub struct Guest {
+    name: Arc<str>,
+    pre: PluginPre<HostState>,
+    limits: PluginLimits,
+    config_json: Arc<str>,
+    /// One permit per call allowed at once: [`PluginLimits::max_concurrency`].
+    permits: Arc<Semaphore>,
+    content_hash: String,
+    cache_outcome: CacheOutcome,
+}
+
+impl Guest {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// SHA-256 of the component's bytes.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+
+    /// Whether loading hit the compiled-component cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache_outcome
+    }
+
+    /// The plugin's configuration as JSON.
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+}
+
+/// The wasmtime engine and everything shared by all plugins.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+    store: Arc<Store>,
+    /// One permit per pooled instance slot, so calls wait for a slot instead of failing
+    /// when the pool is momentarily full: [`Limits::instance_pool`].
+    pool: Arc<Semaphore>,
+    /// Advances the engine's epoch every [`EPOCH_TICK`]; stopped when the runtime drops.
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, fuel, epochs), the linker with WASI and the
+    /// host's imports, and the compiled-component cache in `cache_dir` (none when `None`).
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot be configured or the cache directory cannot be created.
+    pub fn new(limits: &Limits, cache_dir: Option<PathBuf>, store: Arc<Store>) -> Result<Self, Error> {
+        let engine = Engine::new(&engine_config(limits)).map_err(|e| host_error("start-up", e))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| host_error("start-up", e))?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| host_error("start-up", e))?;
+        let cache = ComponentCache::new(&engine, cache_dir).map_err(|e| Error::Host {
+            plugin: String::new(),
+            phase: "start-up",
+            message: format!("cannot create the compiled-component cache directory: {e}"),
+        })?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            store,
+            pool: Arc::new(Semaphore::new(limits.instance_pool as usize)),
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles (or loads from the cache) and links a component. CPU-heavy on a cache miss:
+    /// call it from a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Compile`] for bytes that are not a component, [`Error::Link`] for a component
+    /// that imports what the host does not offer or does not export `provider`.
+    pub fn prepare(&self, name: &str, wasm: &[u8], limits: PluginLimits, config_json: String) -> Result<Guest, Error> {
+        let content_hash = content_hash(wasm);
+        let (component, cache_outcome) = self
+            .cache
+            .load_or_compile(&self.engine, wasm, &content_hash)
+            .map_err(|e| Error::Compile {
+                plugin: name.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        let link_error = |e: wasmtime::Error| Error::Link {
+            plugin: name.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = PluginPre::new(pre).map_err(link_error)?;
+        Ok(Guest {
+            name: Arc::from(name),
+            pre,
+            limits,
+            config_json: Arc::from(config_json),
+            permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            content_hash,
+            cache_outcome,
+        })
+    }
+
+    /// The compiled-component cache entry for a content hash, if caching is on.
+    pub fn cache_entry_path(&self, content_hash: &str) -> Option<PathBuf> {
+        self.cache.entry_path(content_hash)
+    }
+
+    /// Calls the guest's `metadata` export.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit or traps.
+    pub async fn metadata(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<PluginMetadata, Error> {
+        self.run(guest, "metadata", options, |p, s| p.waygate_plugin_provider().call_metadata(s))
+            .await
+    }
+
+    /// Calls the guest's `list-tools` export.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit or traps.
+    pub async fn list_tools(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Tool>, Error> {
+        self.run(guest, "list-tools", options, |p, s| p.waygate_plugin_provider().call_list_tools(s))
+            .await
+    }
+
+    /// Calls the guest's `list-prompts` export.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit or traps.
+    pub async fn list_prompts(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Prompt>, Error> {
+        self.run(guest, "list-prompts", options, |p, s| p.waygate_plugin_provider().call_list_prompts(s))
+            .await
+    }
+
+    /// Calls the guest's `list-resources` export.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit or traps.
+    pub async fn list_resources(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Resource>, Error> {
+        self.run(guest, "list-resources", options, |p, s| p.waygate_plugin_provider().call_list_resources(s))
+            .await
+    }
+
+    /// Runs one tool in a fresh instance. `Ok(Err(_))` is the plugin's own typed refusal.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit (the result size included) or traps.
+    pub async fn call_tool(
+        &self,
+        guest: &Arc<Guest>,
+        tool: &str,
+        arguments_json: String,
+        options: CallOptions,
+    ) -> Result<Result<ToolResult, CallError>, Error> {
+        let context = CallContext {
+            request_id: options.request_id.clone(),
+            caller_id: options.caller_id.clone(),
+        };
+        let tool = tool.to_owned();
+        let outcome = self
+            .run(guest, "call-tool", options, move |p, s| {
+                p.waygate_plugin_provider().call_call_tool(s, &tool, &arguments_json, &context)
+            })
+            .await?;
+        if let Ok(result) = &outcome {
+            let size: usize = result.content.iter().map(content_size).sum();
+            if size as u64 > guest.limits.result_bytes {
+                return Err(Error::LimitExceeded {
+                    plugin: guest.name.to_string(),
+                    phase: "call-tool",
+                    limit: Limit::ResultSize,
+                    value: format!("{} bytes, result was {size} bytes", guest.limits.result_bytes),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Reads one resource in a fresh instance.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit or traps.
+    pub async fn read_resource(
+        &self,
+        guest: &Arc<Guest>,
+        uri: &str,
+        options: CallOptions,
+    ) -> Result<Result<Vec<ResourceContents>, ResourceError>, Error> {
+        let uri = uri.to_owned();
+        self.run(guest, "read-resource", options, move |p, s| {
+            p.waygate_plugin_provider().call_read_resource(s, &uri)
+        })
+        .await
+    }
+
+    /// Renders one prompt in a fresh instance.
+    ///
+    /// # Errors
+    ///
+    /// When the call hits a limit or traps.
+    pub async fn get_prompt(
+        &self,
+        guest: &Arc<Guest>,
+        name: &str,
+        arguments: Vec<(String, String)>,
+        options: CallOptions,
+    ) -> Result<Result<PromptResult, PromptError>, Error> {
+        let name = name.to_owned();
+        self.run(guest, "get-prompt", options, move |p, s| {
+            p.waygate_plugin_provider().call_get_prompt(s, &name, &arguments)
+        })
+        .await
+    }
+
+    /// Runs `call` against a fresh instance of `guest` on a blocking thread, under every
+    /// limit. Sync wasmtime on tokio's blocking pool beat async wasmtime on the runtime
+    /// threads for these short calls (see `benches/runtime.rs`); the pool is bounded by the
+    /// concurrency permits taken here, so it cannot grow without limit.
+    async fn run<R, F>(&self, guest: &Arc<Guest>, phase: &'static str, options: CallOptions, call: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Plugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
+    {
+        let started = Instant::now();
+        let timeout = options
+            .timeout
+            .map_or(guest.limits.timeout(), |t| t.min(guest.limits.timeout()));
+        let plugin_permit = acquire(&guest.permits, timeout, guest, phase, Limit::Concurrency).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let pool_permit = acquire(&self.pool, remaining, guest, phase, Limit::InstancePool).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let guest = guest.clone();
+        let request_id = options.request_id;
+        let task = tokio::task::spawn_blocking(move || {
+            let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = (plugin_permit, pool_permit);
+            run_in_fresh_instance(&engine, store, &guest, phase, &request_id, remaining, timeout, call)
+        });
+        task.await.unwrap_or_else(|join_error| {
+            Err(Error::Host {
+                plugin: String::new(),
+                phase,
+                message: format!("plugin call thread failed: {join_error}"),
+            })
+        })
+    }
+}
+
+/// The body of [`Runtime::run`] on the blocking thread: a fresh store with its limits, a
+/// fresh instance, the call, then the captured output logged and any failure classified.
+#[allow(clippy::too_many_arguments)]
+fn run_in_fresh_instance<R>(
+    engine: &Engine,
+    store: Arc<Store>,
+    guest: &Guest,
+    phase: &'static str,
+    request_id: &str,
+    remaining: Duration,
+    timeout: Duration,
+    call: impl FnOnce(&Plugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, Error> {
+    let state = HostStateBuilder::new(guest.name.clone(), guest.config_json.clone(), store, guest.limits)
+        .request_id(request_id)
+        .build();
+    let mut wasm_store = wasmtime::Store::new(engine, state);
+    wasm_store.limiter(|state| &mut state.limiter);
+    wasm_store
+        .set_fuel(guest.limits.fuel)
+        .map_err(|e| host_error(phase, e))?;
+    // Epoch deadlines count ticks, so the call may run up to one tick past its deadline; the
+    // extra tick stops a deadline that falls mid-tick from firing early.
+    wasm_store.set_epoch_deadline(ticks(remaining) + 1);
+    wasm_store.epoch_deadline_trap();
+
+    let result = guest
+        .pre
+        .instantiate(&mut wasm_store)
+        .and_then(|plugin| call(&plugin, &mut wasm_store));
+    let fuel_used = guest.limits.fuel - wasm_store.get_fuel().unwrap_or(0);
+    let state = wasm_store.into_data();
+    log_output(&guest.name, request_id, &state);
+    tracing::debug!(plugin = &*guest.name, request_id, phase, fuel_used, ok = result.is_ok(), "plugin call finished");
+    result.map_err(|e| classify(e, &state, guest, phase, timeout))
+}
+
+/// Turns a failed call into the most specific error: a limit the limiter or the engine
+/// reports first, then a full output buffer, then the panic message, then the trap itself.
+fn classify(error: wasmtime::Error, state: &HostState, guest: &Guest, phase: &'static str, timeout: Duration) -> Error {
+    let limits = &guest.limits;
+    let limit = state.limiter.hit.or_else(|| match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Some(Limit::Fuel),
+        Some(Trap::Interrupt) => Some(Limit::WallTime),
+        _ if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => Some(Limit::InstancePool),
+        _ if state.output.contents().len() as u64 >= limits.output_bytes => Some(Limit::Output),
+        _ => None,
+    });
+    if let Some(limit) = limit {
+        let value = match limit {
+            Limit::Fuel => limits.fuel.to_string(),
+            Limit::WallTime => format!("{} ms", timeout.as_millis()),
+            Limit::Memory => format!("{} MiB", limits.memory_mib),
+            Limit::TableElements => MAX_TABLE_ELEMENTS.to_string(),
+            Limit::Output => format!("{} bytes", limits.output_bytes),
+            Limit::ResultSize => format!("{} bytes", limits.result_bytes),
+            Limit::Concurrency => limits.max_concurrency.to_string(),
+            Limit::InstancePool => "pool exhausted".to_owned(),
+        };
+        return Error::LimitExceeded {
+            plugin: guest.name.to_string(),
+            phase,
+            limit,
+            value,
+        };
+    }
+    let message = match &state.panic_message {
+        Some(panic) => format!("plugin panicked: {panic}"),
+        None => error.root_cause().to_string(),
+    };
+    Error::Trap {
+        plugin: guest.name.to_string(),
+        phase,
+        message,
+    }
+}
+
+/// Copies the call's captured stdout/stderr into the host log, line by line, tagged.
+fn log_output(plugin: &str, request_id: &str, state: &HostState) {
+    let output = state.output.contents();
+    if output.is_empty() && state.logs_dropped == 0 {
+        return;
+    }
+    let text = String::from_utf8_lossy(&output);
+    let mut lines = text.lines();
+    for line in lines.by_ref().take(MAX_OUTPUT_LOG_LINES) {
+        tracing::info!(target: "plugin.output", plugin, request_id, "{line}");
+    }
+    let skipped = lines.count();
+    if skipped > 0 || state.logs_dropped > 0 {
+        tracing::warn!(
+            target: "plugin.output",
+            plugin,
+            request_id,
+            output_lines_skipped = skipped,
+            log_lines_dropped = state.logs_dropped,
+            "plugin output cut"
+        );
+    }
+}
+
+async fn acquire(
+    semaphore: &Arc<Semaphore>,
+    wait: Duration,
+    guest: &Guest,
+    phase: &'static str,
+    limit: Limit,
+) -> Result<OwnedSemaphorePermit, Error> {
+    let exceeded = || Error::LimitExceeded {
+        plugin: guest.name.to_string(),
+        phase,
+        limit,
+        value: match limit {
+            Limit::Concurrency => guest.limits.max_concurrency.to_string(),
+            _ => "all instance slots busy".to_owned(),
+        },
+    };
+    match tokio::time::timeout(wait, semaphore.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // The semaphores are never closed; a closed one can only mean shutdown.
+        Ok(Err(_)) | Err(_) => Err(exceeded()),
+    }
+}
+
+fn content_size(content: &Content) -> usize {
+    match content {
+        Content::Text(text) | Content::Json(text) => text.len(),
+        Content::Image(binary) | Content::Audio(binary) => binary.data_base64.len() + binary.mime_type.len(),
+        Content::ResourceLink(link) => {
+            link.uri.len()
+                + link.name.len()
+                + link.description.as_ref().map_or(0, String::len)
+                + link.mime_type.as_ref().map_or(0, String::len)
+        }
+    }
+}
+
+fn ticks(duration: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    u64::try_from(duration.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX)
+}
+
+fn host_error(phase: &'static str, error: wasmtime::Error) -> Error {
+    Error::Host {
+        plugin: String::new(),
+        phase,
+        message: format!("{error:#}"),
+    }
+}
+
+/// The engine settings every plugin runs under. Each number is a documented limit in
+/// `config::limits`; the pool is sized for [`Limits::instance_pool`] instances at once.
+fn engine_config(limits: &Limits) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Fuel gives a deterministic CPU budget per call; epochs give the wall-clock deadline
+    // that also covers time spent in host imports.
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+
+    let instances = limits.instance_pool;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(8))
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_INSTANCE)
+        .max_tables_per_component(MAX_TABLES_PER_INSTANCE)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        // The pool's ceiling; each plugin's own cap is enforced by the store's limiter.
+        .max_memory_size(usize::try_from(MAX_PLUGIN_MEMORY_MIB << 20).unwrap_or(usize::MAX))
+        // Resetting a slot with memset instead of madvise keeps its first pages resident, so
+        // the next call does not pay page faults for the stack and data it touches first.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    config.allocation_strategy(pool);
+    config
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`], which is what makes
+/// wall-clock deadlines fire. It stops when dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("waygate-epoch".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            // Spawning fails only when the OS is out of threads at start-up; without the
+            // ticker no deadline would ever fire, so refusing to start is the safe choice.
+            .expect("cannot start the epoch ticker thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

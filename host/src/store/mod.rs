@@ -1,0 +1,225 @@
+//! The database: schema migrations and every SQL statement Waygate runs.
+//! Owns: [`Store`], [`Error`]. Never: knows about plugins' code, HTTP or the runtime; no
+//! SQL exists outside this module.
+//! Limits: [`crate::config::PluginLimits::kv_quota_bytes`] is checked here, atomically with the write.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a statement waits for another process's lock (the CLI, say) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one migration per file in `migrations/`, applied in order at open.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../../migrations/0001_initial.sql"))];
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database file cannot be opened or migrated.
+    #[error("cannot open database {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A key-value write would exceed the plugin's quota.
+    #[error("key-value quota of {quota_bytes} bytes exceeded: the write needs {needed_bytes} bytes")]
+    QuotaExceeded {
+        /// The quota.
+        quota_bytes: u64,
+        /// What the store would hold after the write.
+        needed_bytes: u64,
+    },
+    /// A statement failed.
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// The SQLite database. One connection behind a mutex: statements are short, and SQLite
+/// serialises writers anyway; WAL mode lets the CLI read while the server writes.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] when the file cannot be opened, is not a database, or the migration
+    /// fails; the migration runs in a transaction, so a failed one changes nothing.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let open_error = |reason: String| Error::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(e.to_string()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_error(e.to_string()))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_error(e.to_string()))?;
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .map_err(|e| open_error(e.to_string()))?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (statements are
+        // atomic), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value of `key` in `plugin`'s namespace.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sql`] when the statement fails.
+    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT value FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
+                params![plugin, key],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores `value` under `key` unless `plugin`'s keys and values would then take more
+    /// than `quota_bytes`; the check and the write are one transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QuotaExceeded`], or [`Error::Sql`] when a statement fails.
+    pub fn kv_set(&self, plugin: &str, key: &str, value: &[u8], quota_bytes: u64) -> Result<(), Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let others: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0)
+             FROM plugin_kv WHERE plugin = ?1 AND key <> ?2",
+            params![plugin, key],
+            |row| row.get(0),
+        )?;
+        let needed_bytes = others.unsigned_abs() + (key.len() + value.len()) as u64;
+        if needed_bytes > quota_bytes {
+            return Err(Error::QuotaExceeded {
+                quota_bytes,
+                needed_bytes,
+            });
+        }
+        tx.execute(
+            "INSERT INTO plugin_kv (plugin, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            params![plugin, key, value],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes `key` from `plugin`'s namespace; returns whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sql`] when the statement fails.
+    pub fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, Error> {
+        let removed = self.conn().execute(
+            "DELETE FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
+            params![plugin, key],
+        )?;
+        Ok(removed > 0)
+    }
+
+    /// Up to `limit` keys of `plugin` starting with `prefix`, in byte order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sql`] when the statement fails.
+    pub fn kv_list(&self, plugin: &str, prefix: &str, limit: u32) -> Result<Vec<String>, Error> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT key FROM plugin_kv
+             WHERE plugin = ?1 AND substr(CAST(key AS BLOB), 1, ?2) = CAST(?3 AS BLOB)
+             ORDER BY CAST(key AS BLOB) LIMIT ?4",
+        )?;
+        let keys = statement
+            .query_map(params![plugin, prefix.len() as i64, prefix, limit], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("waygate.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    #[test]
+    fn namespaces_keep_plugins_apart() {
+        let (_dir, store) = store();
+        store.kv_set("a", "k", b"one", 1024).unwrap();
+        store.kv_set("b", "k", b"two", 1024).unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some(&b"two"[..]));
+        assert!(store.kv_delete("a", "k").unwrap());
+        assert!(!store.kv_delete("a", "k").unwrap());
+        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some(&b"two"[..]));
+    }
+
+    #[test]
+    fn quota_counts_keys_and_values_and_allows_replacing() {
+        let (_dir, store) = store();
+        store.kv_set("p", "key", b"12345", 10).unwrap();
+        // Replacing a value is judged by the new size, not the old plus the new.
+        store.kv_set("p", "key", b"1234567", 10).unwrap();
+        match store.kv_set("p", "other", b"x", 10) {
+            Err(Error::QuotaExceeded { quota_bytes: 10, needed_bytes: 16 }) => {}
+            other => panic!("expected quota error, got {other:?}"),
+        }
+        assert_eq!(store.kv_get("p", "other").unwrap(), None);
+    }
+
+    #[test]
+    fn listing_filters_by_prefix_in_byte_order() {
+        let (_dir, store) = store();
+        for key in ["note/2", "note/10", "other", "note/1"] {
+            store.kv_set("p", key, b"", 1024).unwrap();
+        }
+        assert_eq!(store.kv_list("p", "note/", 10).unwrap(), ["note/1", "note/10", "note/2"]);
+        assert_eq!(store.kv_list("p", "note/", 2).unwrap(), ["note/1", "note/10"]);
+        assert_eq!(store.kv_list("q", "", 10).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_does_not_rerun_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waygate.db");
+        Store::open(&path).unwrap().kv_set("p", "k", b"v", 100).unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.kv_get("p", "k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waygate.db");
+        std::fs::write(&path, b"this is not sqlite, just some text long enough to matter").unwrap();
+        assert!(matches!(Store::open(&path), Err(Error::Open { .. })));
+    }
+}
