@@ -512,7 +512,7 @@ impl PromptError {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize, JsonSchema)]
+    #[derive(Debug, serde::Deserialize, JsonSchema)]
     #[allow(dead_code)]
     struct Args {
         /// The text.

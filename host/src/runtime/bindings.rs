@@ -5,8 +5,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
-    // Host imports are plain synchronous functions: every call already runs on a blocking
-    // thread (see `runtime::Runtime::run`), and none of the imports waits on the network.
+    // Exports are called asynchronously so a call can be cancelled at its deadline even
+    // while the guest waits in a host poll, and a busy guest yields its thread every epoch
+    // tick. The host's own imports stay synchronous: none of them waits on the network, and
+    // the key-value statements are short SQLite transactions.
+    exports: { default: async },
 });
 
 pub use waygate::plugin::types::{

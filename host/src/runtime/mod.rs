@@ -30,9 +30,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, PoolingAllocationConfig, Trap};
+use wasmtime::{Config, Engine, PoolingAllocationConfig, Trap, UpdateDeadline};
 
 /// Most lines of captured stdout/stderr copied into the host log per call; the capture itself
 /// is capped by [`PluginLimits::output_bytes`].
@@ -111,7 +113,7 @@ impl Runtime {
     pub fn new(limits: &Limits, cache_dir: Option<PathBuf>, store: Arc<Store>) -> Result<Self, Error> {
         let engine = Engine::new(&engine_config(limits)).map_err(|e| host_error("start-up", e))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| host_error("start-up", e))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| host_error("start-up", e))?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| host_error("start-up", e))?;
         let cache = ComponentCache::new(&engine, cache_dir).map_err(|e| Error::Host {
@@ -174,7 +176,7 @@ impl Runtime {
     ///
     /// When the call hits a limit or traps.
     pub async fn metadata(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<PluginMetadata, Error> {
-        self.run(guest, "metadata", options, |p, s| p.waygate_plugin_provider().call_metadata(s))
+        self.run(guest, "metadata", options, |p, s| Box::pin(p.waygate_plugin_provider().call_metadata(s)))
             .await
     }
 
@@ -184,7 +186,7 @@ impl Runtime {
     ///
     /// When the call hits a limit or traps.
     pub async fn list_tools(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Tool>, Error> {
-        self.run(guest, "list-tools", options, |p, s| p.waygate_plugin_provider().call_list_tools(s))
+        self.run(guest, "list-tools", options, |p, s| Box::pin(p.waygate_plugin_provider().call_list_tools(s)))
             .await
     }
 
@@ -194,7 +196,7 @@ impl Runtime {
     ///
     /// When the call hits a limit or traps.
     pub async fn list_prompts(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Prompt>, Error> {
-        self.run(guest, "list-prompts", options, |p, s| p.waygate_plugin_provider().call_list_prompts(s))
+        self.run(guest, "list-prompts", options, |p, s| Box::pin(p.waygate_plugin_provider().call_list_prompts(s)))
             .await
     }
 
@@ -204,7 +206,7 @@ impl Runtime {
     ///
     /// When the call hits a limit or traps.
     pub async fn list_resources(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Resource>, Error> {
-        self.run(guest, "list-resources", options, |p, s| p.waygate_plugin_provider().call_list_resources(s))
+        self.run(guest, "list-resources", options, |p, s| Box::pin(p.waygate_plugin_provider().call_list_resources(s)))
             .await
     }
 
@@ -227,7 +229,11 @@ impl Runtime {
         let tool = tool.to_owned();
         let outcome = self
             .run(guest, "call-tool", options, move |p, s| {
-                p.waygate_plugin_provider().call_call_tool(s, &tool, &arguments_json, &context)
+                Box::pin(async move {
+                    p.waygate_plugin_provider()
+                        .call_call_tool(s, &tool, &arguments_json, &context)
+                        .await
+                })
             })
             .await?;
         if let Ok(result) = &outcome {
@@ -257,7 +263,7 @@ impl Runtime {
     ) -> Result<Result<Vec<ResourceContents>, ResourceError>, Error> {
         let uri = uri.to_owned();
         self.run(guest, "read-resource", options, move |p, s| {
-            p.waygate_plugin_provider().call_read_resource(s, &uri)
+            Box::pin(async move { p.waygate_plugin_provider().call_read_resource(s, &uri).await })
         })
         .await
     }
@@ -276,83 +282,72 @@ impl Runtime {
     ) -> Result<Result<PromptResult, PromptError>, Error> {
         let name = name.to_owned();
         self.run(guest, "get-prompt", options, move |p, s| {
-            p.waygate_plugin_provider().call_get_prompt(s, &name, &arguments)
+            Box::pin(async move { p.waygate_plugin_provider().call_get_prompt(s, &name, &arguments).await })
         })
         .await
     }
 
-    /// Runs `call` against a fresh instance of `guest` on a blocking thread, under every
-    /// limit. Sync wasmtime on tokio's blocking pool beat async wasmtime on the runtime
-    /// threads for these short calls (see `benches/runtime.rs`); the pool is bounded by the
-    /// concurrency permits taken here, so it cannot grow without limit.
+    /// Runs `call` against a fresh store and instance of `guest`, under every limit.
+    ///
+    /// The call runs on the calling task with async wasmtime: every [`EPOCH_TICK`] the guest
+    /// yields back to tokio, so a busy plugin holds a worker thread for one tick at most, and
+    /// the deadline is a `tokio::time::timeout` that also cancels a guest blocked in a host
+    /// poll (a sleep). `benches/runtime.rs` measures this against sync wasmtime.
     async fn run<R, F>(&self, guest: &Arc<Guest>, phase: &'static str, options: CallOptions, call: F) -> Result<R, Error>
     where
-        R: Send + 'static,
-        F: FnOnce(&Plugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<R> + Send + 'static,
+        F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>,
     {
         let started = Instant::now();
         let timeout = options
             .timeout
             .map_or(guest.limits.timeout(), |t| t.min(guest.limits.timeout()));
-        let plugin_permit = acquire(&guest.permits, timeout, guest, phase, Limit::Concurrency).await?;
+        let _plugin_permit = acquire(&guest.permits, timeout, guest, phase, Limit::Concurrency).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
-        let pool_permit = acquire(&self.pool, remaining, guest, phase, Limit::InstancePool).await?;
+        let _pool_permit = acquire(&self.pool, remaining, guest, phase, Limit::InstancePool).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
 
-        let engine = self.engine.clone();
-        let store = self.store.clone();
-        let guest = guest.clone();
-        let request_id = options.request_id;
-        let task = tokio::task::spawn_blocking(move || {
-            let _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit) = (plugin_permit, pool_permit);
-            run_in_fresh_instance(&engine, store, &guest, phase, &request_id, remaining, timeout, call)
-        });
-        task.await.unwrap_or_else(|join_error| {
-            Err(Error::Host {
-                plugin: String::new(),
-                phase,
-                message: format!("plugin call thread failed: {join_error}"),
-            })
+        let state = HostStateBuilder::new(guest.name.clone(), guest.config_json.clone(), self.store.clone(), guest.limits)
+            .request_id(&options.request_id)
+            .build();
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_fuel(guest.limits.fuel).map_err(|e| host_error(phase, e))?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+
+        let pre = &guest.pre;
+        let outcome = tokio::time::timeout(remaining, async {
+            let plugin = pre.instantiate_async(&mut store).await?;
+            call(&plugin, &mut store).await
         })
+        .await;
+        let fuel_used = guest.limits.fuel - store.get_fuel().unwrap_or(0);
+        let state = store.into_data();
+        log_output(&guest.name, &options.request_id, &state);
+        tracing::debug!(
+            plugin = &*guest.name,
+            request_id = options.request_id,
+            phase,
+            fuel_used,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = matches!(outcome, Ok(Ok(_))),
+            "plugin call finished"
+        );
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(classify(error, &state, guest, phase, timeout)),
+            Err(_elapsed) => Err(Error::LimitExceeded {
+                plugin: guest.name.to_string(),
+                phase,
+                limit: Limit::WallTime,
+                value: format!("{} ms", timeout.as_millis()),
+            }),
+        }
     }
 }
 
-/// The body of [`Runtime::run`] on the blocking thread: a fresh store with its limits, a
-/// fresh instance, the call, then the captured output logged and any failure classified.
-#[allow(clippy::too_many_arguments)]
-fn run_in_fresh_instance<R>(
-    engine: &Engine,
-    store: Arc<Store>,
-    guest: &Guest,
-    phase: &'static str,
-    request_id: &str,
-    remaining: Duration,
-    timeout: Duration,
-    call: impl FnOnce(&Plugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<R>,
-) -> Result<R, Error> {
-    let state = HostStateBuilder::new(guest.name.clone(), guest.config_json.clone(), store, guest.limits)
-        .request_id(request_id)
-        .build();
-    let mut wasm_store = wasmtime::Store::new(engine, state);
-    wasm_store.limiter(|state| &mut state.limiter);
-    wasm_store
-        .set_fuel(guest.limits.fuel)
-        .map_err(|e| host_error(phase, e))?;
-    // Epoch deadlines count ticks, so the call may run up to one tick past its deadline; the
-    // extra tick stops a deadline that falls mid-tick from firing early.
-    wasm_store.set_epoch_deadline(ticks(remaining) + 1);
-    wasm_store.epoch_deadline_trap();
-
-    let result = guest
-        .pre
-        .instantiate(&mut wasm_store)
-        .and_then(|plugin| call(&plugin, &mut wasm_store));
-    let fuel_used = guest.limits.fuel - wasm_store.get_fuel().unwrap_or(0);
-    let state = wasm_store.into_data();
-    log_output(&guest.name, request_id, &state);
-    tracing::debug!(plugin = &*guest.name, request_id, phase, fuel_used, ok = result.is_ok(), "plugin call finished");
-    result.map_err(|e| classify(e, &state, guest, phase, timeout))
-}
+/// The future of one export call, borrowing the instance and its store.
+type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
 /// Turns a failed call into the most specific error: a limit the limiter or the engine
 /// reports first, then a full output buffer, then the panic message, then the trap itself.
@@ -360,7 +355,6 @@ fn classify(error: wasmtime::Error, state: &HostState, guest: &Guest, phase: &'s
     let limits = &guest.limits;
     let limit = state.limiter.hit.or_else(|| match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Some(Limit::Fuel),
-        Some(Trap::Interrupt) => Some(Limit::WallTime),
         _ if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => Some(Limit::InstancePool),
         _ if state.output.contents().len() as u64 >= limits.output_bytes => Some(Limit::Output),
         _ => None,
@@ -454,11 +448,6 @@ fn content_size(content: &Content) -> usize {
     }
 }
 
-fn ticks(duration: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_nanos();
-    u64::try_from(duration.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX)
-}
-
 fn host_error(phase: &'static str, error: wasmtime::Error) -> Error {
     Error::Host {
         plugin: String::new(),
@@ -472,8 +461,8 @@ fn host_error(phase: &'static str, error: wasmtime::Error) -> Error {
 fn engine_config(limits: &Limits) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    // Fuel gives a deterministic CPU budget per call; epochs give the wall-clock deadline
-    // that also covers time spent in host imports.
+    // Fuel gives a deterministic CPU budget per call; epochs make a busy guest yield to
+    // tokio every tick, so the deadline (a timeout around the call) can fire.
     config.consume_fuel(true);
     config.epoch_interruption(true);
 
@@ -483,6 +472,8 @@ fn engine_config(limits: &Limits) -> Config {
         .total_core_instances(instances.saturating_mul(8))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(8))
+        // Each async call runs on a fiber whose stack also comes from the pool.
+        .total_stacks(instances)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_INSTANCE)
         .max_tables_per_component(MAX_TABLES_PER_INSTANCE)
@@ -497,8 +488,8 @@ fn engine_config(limits: &Limits) -> Config {
     config
 }
 
-/// A thread that advances the engine's epoch every [`EPOCH_TICK`], which is what makes
-/// wall-clock deadlines fire. It stops when dropped.
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`], which is what makes a
+/// busy guest yield so its deadline can fire. It stops when dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,

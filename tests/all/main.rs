@@ -1,0 +1,9 @@
+//! Integration tests: one binary, one module per area. They need the plugins built first
+//! (`cargo xtask test` does that; `cargo xtask plugins` on its own works too).
+
+mod cache;
+mod capabilities;
+mod http;
+mod limits;
+mod plugins;
+mod support;
