@@ -217,6 +217,32 @@ mod tests {
         assert_eq!(EPOCH_TICK, Duration::from_millis(10));
     }
 
+    /// `docs/limits.md` has a row per limit naming its key and default.
+    #[test]
+    fn limits_doc_matches_the_defaults() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/limits.md")).unwrap();
+        let limits = Limits::default();
+        let p = limits.plugin;
+        let rows = [
+            ("instance_pool", limits.instance_pool.to_string()),
+            ("max_body_bytes", limits.max_body_bytes.to_string()),
+            ("max_connections", limits.max_connections.to_string()),
+            ("shutdown_grace_ms", limits.shutdown_grace_ms.to_string()),
+            ("memory_mib", p.memory_mib.to_string()),
+            ("fuel", p.fuel.to_string()),
+            ("timeout_ms", p.timeout_ms.to_string()),
+            ("max_concurrency", p.max_concurrency.to_string()),
+            ("output_bytes", p.output_bytes.to_string()),
+            ("result_bytes", p.result_bytes.to_string()),
+            ("kv_quota_bytes", p.kv_quota_bytes.to_string()),
+            ("log_lines", p.log_lines.to_string()),
+        ];
+        for (key, default) in rows {
+            let row = format!("| `{key}` | {default} |");
+            assert!(doc.contains(&row), "docs/limits.md lacks the row {row}");
+        }
+    }
+
     #[test]
     fn overrides_replace_only_what_they_set() {
         let overrides: PluginLimitOverrides = toml::from_str("fuel = 5\ntimeout_ms = 7").unwrap();

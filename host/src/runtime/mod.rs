@@ -165,6 +165,11 @@ impl Runtime {
         })
     }
 
+    /// The engine, for tools (benchmarks) that compare other ways of calling components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The compiled-component cache entry for a content hash, if caching is on.
     pub fn cache_entry_path(&self, content_hash: &str) -> Option<PathBuf> {
         self.cache.entry_path(content_hash)
