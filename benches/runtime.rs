@@ -140,6 +140,7 @@ fn main() {
     // 3. The floor: one instance reused for every call (no isolation between calls).
     let mut reused_store = wasmtime::Store::new(&engine, bench_state());
     reused_store.set_epoch_deadline(u64::MAX / 2);
+    reused_store.set_fuel(limits.plugin.fuel).expect("fuel");
     let plugin = pre.instantiate(&mut reused_store).expect("instantiate");
     let reused = measure("reused instance, sync", || {
         reused_store.set_fuel(limits.plugin.fuel).expect("fuel");
