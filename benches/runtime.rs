@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use waygate::config::Limits;
 use waygate::runtime::{CallOptions, Runtime};
 use waygate::store::Store;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Calls per measured series; enough for a stable p99.
 const CALLS: usize = 20_000;
@@ -35,7 +35,10 @@ struct BenchState {
 
 impl WasiView for BenchState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 impl types::Host for BenchState {}
@@ -63,7 +66,10 @@ impl kv::Host for BenchState {
 }
 
 fn bench_state() -> BenchState {
-    BenchState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() }
+    BenchState {
+        wasi: WasiCtx::builder().build(),
+        table: ResourceTable::new(),
+    }
 }
 
 struct Series {
@@ -98,8 +104,10 @@ fn measure(name: &'static str, mut call: impl FnMut()) -> Series {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from)
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    )
 }
 
 fn main() {
@@ -109,14 +117,30 @@ fn main() {
     let work = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(Store::open(&work.path().join("bench.db")).expect("database"));
     let limits = Limits::default();
-    let runtime = Runtime::new(&limits, Some(work.path().join("cache")), store.clone()).expect("runtime");
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    let runtime =
+        Runtime::new(&limits, Some(work.path().join("cache")), store.clone()).expect("runtime");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
 
     // 1. What the server pays: Runtime::call_tool, a fresh store and instance per call.
-    let guest = Arc::new(runtime.prepare("echo", &echo_wasm, limits.plugin, "{}".into()).expect("echo"));
-    let options = CallOptions { request_id: "bench".into(), ..CallOptions::default() };
+    let guest = Arc::new(
+        runtime
+            .prepare("echo", &echo_wasm, limits.plugin, "{}".into())
+            .expect("echo"),
+    );
+    let options = CallOptions {
+        request_id: "bench".into(),
+        ..CallOptions::default()
+    };
     let fresh_async = measure("fresh instance, async (Runtime::call_tool)", || {
-        let outcome = tokio.block_on(runtime.call_tool(&guest, "echo", r#"{"message":"hello"}"#.into(), options.clone()));
+        let outcome = tokio.block_on(runtime.call_tool(
+            &guest,
+            "echo",
+            r#"{"message":"hello"}"#.into(),
+            options.clone(),
+        ));
         assert!(matches!(outcome, Ok(Ok(_))));
     });
 
@@ -126,14 +150,23 @@ fn main() {
     let mut linker = Linker::<BenchState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
     sync_bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("imports");
-    let pre = sync_bindings::PluginPre::new(linker.instantiate_pre(&component).expect("pre")).expect("pre");
-    let context = types::CallContext { request_id: "bench".into(), caller_id: None };
+    let pre = sync_bindings::PluginPre::new(linker.instantiate_pre(&component).expect("pre"))
+        .expect("pre");
+    let context = types::CallContext {
+        request_id: "bench".into(),
+        caller_id: None,
+    };
     let fresh_sync = measure("fresh instance, sync", || {
         let mut store = wasmtime::Store::new(&engine, bench_state());
         store.set_fuel(limits.plugin.fuel).expect("fuel");
         store.set_epoch_deadline(u64::MAX / 2);
         let plugin = pre.instantiate(&mut store).expect("instantiate");
-        let outcome = plugin.waygate_plugin_provider().call_call_tool(&mut store, "echo", r#"{"message":"hello"}"#, &context);
+        let outcome = plugin.waygate_plugin_provider().call_call_tool(
+            &mut store,
+            "echo",
+            r#"{"message":"hello"}"#,
+            &context,
+        );
         assert!(matches!(outcome, Ok(Ok(_))));
     });
 
@@ -144,12 +177,20 @@ fn main() {
     let plugin = pre.instantiate(&mut reused_store).expect("instantiate");
     let reused = measure("reused instance, sync", || {
         reused_store.set_fuel(limits.plugin.fuel).expect("fuel");
-        let outcome = plugin.waygate_plugin_provider().call_call_tool(&mut reused_store, "echo", r#"{"message":"hello"}"#, &context);
+        let outcome = plugin.waygate_plugin_provider().call_call_tool(
+            &mut reused_store,
+            "echo",
+            r#"{"message":"hello"}"#,
+            &context,
+        );
         assert!(matches!(outcome, Ok(Ok(_))));
     });
 
     println!("echo: one tool call, {CALLS} calls after {WARMUP} warm-up, one core");
-    println!("{:<44} {:>10} {:>10} {:>10} {:>12}", "series", "median µs", "p99 µs", "max µs", "calls/s");
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>12}",
+        "series", "median µs", "p99 µs", "max µs", "calls/s"
+    );
     let series = [&fresh_async, &fresh_sync, &reused];
     for s in series {
         println!(
@@ -164,22 +205,39 @@ fn main() {
 
     // 4. Loading: cold compile (empty cache) and cached load, per example plugin.
     println!();
-    println!("{:<20} {:>12} {:>16} {:>12}", "plugin", "size KiB", "cold compile ms", "cached ms");
+    println!(
+        "{:<20} {:>12} {:>16} {:>12}",
+        "plugin", "size KiB", "cold compile ms", "cached ms"
+    );
     let mut loads = Vec::new();
-    let mut packages: Vec<PathBuf> = std::fs::read_dir(&plugins).expect("plugins").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut packages: Vec<PathBuf> = std::fs::read_dir(&plugins)
+        .expect("plugins")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     packages.sort();
     for package in packages {
         let manifest = waygate::registry::Manifest::read(&package).expect("manifest");
         let wasm = std::fs::read(package.join(&manifest.component)).expect("component");
         let cache = tempfile::tempdir().expect("cache dir");
-        let cold_runtime = Runtime::new(&limits, Some(cache.path().to_owned()), store.clone()).expect("runtime");
+        let cold_runtime =
+            Runtime::new(&limits, Some(cache.path().to_owned()), store.clone()).expect("runtime");
         let started = Instant::now();
-        cold_runtime.prepare(&manifest.name, &wasm, limits.plugin, "{}".into()).expect("compile");
+        cold_runtime
+            .prepare(&manifest.name, &wasm, limits.plugin, "{}".into())
+            .expect("compile");
         let cold = started.elapsed();
         let started = Instant::now();
-        cold_runtime.prepare(&manifest.name, &wasm, limits.plugin, "{}".into()).expect("cached load");
+        cold_runtime
+            .prepare(&manifest.name, &wasm, limits.plugin, "{}".into())
+            .expect("cached load");
         let cached = started.elapsed();
-        println!("{:<20} {:>12} {:>16.1} {:>12.2}", manifest.name, wasm.len() / 1024, cold.as_secs_f64() * 1e3, cached.as_secs_f64() * 1e3);
+        println!(
+            "{:<20} {:>12} {:>16.1} {:>12.2}",
+            manifest.name,
+            wasm.len() / 1024,
+            cold.as_secs_f64() * 1e3,
+            cached.as_secs_f64() * 1e3
+        );
         loads.push(serde_json::json!({
             "plugin": manifest.name, "bytes": wasm.len(),
             "cold_compile_ms": cold.as_secs_f64() * 1e3, "cached_load_ms": cached.as_secs_f64() * 1e3,

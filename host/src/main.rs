@@ -16,7 +16,11 @@ use waygate::store::Store;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "waygate", version, about = "MCP host for sandboxed WebAssembly plugins")]
+#[command(
+    name = "waygate",
+    version,
+    about = "MCP host for sandboxed WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +77,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("waygate: cannot start the async runtime: {e}");
@@ -92,7 +99,9 @@ fn main() -> ExitCode {
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -103,7 +112,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.database_path())?);
-    let runtime = Arc::new(Runtime::new(&config.limits, Some(config.cache_dir.clone()), store.clone())?);
+    let runtime = Arc::new(Runtime::new(
+        &config.limits,
+        Some(config.cache_dir.clone()),
+        store.clone(),
+    )?);
     let registry = Registry::load(&runtime, &config.plugins_dir, config.limits.plugin).await;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -115,7 +128,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         plugins_dir = %config.plugins_dir.display(),
         "waygate listening"
     );
-    let state = Arc::new(AppState::new(runtime, registry, store, config.limits.clone()));
+    let state = Arc::new(AppState::new(
+        runtime,
+        registry,
+        store,
+        config.limits.clone(),
+    ));
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("waygate stopped");
     Ok(())

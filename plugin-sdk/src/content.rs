@@ -522,7 +522,9 @@ mod tests {
 
     #[test]
     fn tool_schema_is_derived_from_the_argument_type() {
-        let tool = Tool::new::<Args>("repeat", "Repeat text").read_only().into_wit();
+        let tool = Tool::new::<Args>("repeat", "Repeat text")
+            .read_only()
+            .into_wit();
         let schema: serde_json::Value = serde_json::from_str(&tool.input_schema_json).unwrap();
         assert_eq!(schema["type"], "object");
         assert_eq!(schema["required"], serde_json::json!(["text"]));

@@ -47,7 +47,10 @@ pub trait Plugin: 'static {
     /// # Errors
     ///
     /// [`PromptError::NotFound`] for an unknown prompt, or an argument problem.
-    fn get_prompt(name: &str, _arguments: &[(String, String)]) -> Result<PromptResult, PromptError> {
+    fn get_prompt(
+        name: &str,
+        _arguments: &[(String, String)],
+    ) -> Result<PromptResult, PromptError> {
         Err(PromptError::NotFound(name.to_owned()))
     }
 }

@@ -6,7 +6,11 @@ use serde_json::json;
 use waygate::runtime::{CacheOutcome, content_hash};
 
 fn outcome(registry: &waygate::registry::Registry) -> CacheOutcome {
-    registry.plugin("hostile").expect("loaded").guest.cache_outcome()
+    registry
+        .plugin("hostile")
+        .expect("loaded")
+        .guest
+        .cache_outcome()
 }
 
 #[tokio::test]
@@ -29,7 +33,9 @@ async fn a_second_load_hits_the_cache_and_a_corrupt_entry_is_rebuilt() {
 
     let registry = env.registry().await;
     assert_eq!(outcome(&registry), CacheOutcome::Rebuilt);
-    let result = registry.call_tool(&env.runtime, "ok", &json!({}), options()).await;
+    let result = registry
+        .call_tool(&env.runtime, "ok", &json!({}), options())
+        .await;
     assert!(matches!(result, Ok(Ok(_))), "{result:?}");
     assert_eq!(outcome(&env.registry().await), CacheOutcome::Hit);
 

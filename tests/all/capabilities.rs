@@ -18,9 +18,15 @@ async fn hostile() -> (TestEnv, Registry) {
 /// with `denied:`.
 async fn assert_denied(tool: &str, expected: &str) {
     let (env, registry) = hostile().await;
-    match registry.call_tool(&env.runtime, tool, &json!({}), options()).await {
+    match registry
+        .call_tool(&env.runtime, tool, &json!({}), options())
+        .await
+    {
         Ok(Err(CallError::Failed(message))) => {
-            assert!(message.starts_with("denied:") && message.contains(expected), "{tool}: {message}");
+            assert!(
+                message.starts_with("denied:") && message.contains(expected),
+                "{tool}: {message}"
+            );
         }
         other => panic!("{tool}: expected a denial, got {other:?}"),
     }
@@ -57,7 +63,10 @@ async fn every_call_gets_a_fresh_instance() {
             .await
             .expect("runs")
             .expect("succeeds");
-        assert!(matches!(&result.content[..], [Content::Text(t)] if t == "1"), "{result:?}");
+        assert!(
+            matches!(&result.content[..], [Content::Text(t)] if t == "1"),
+            "{result:?}"
+        );
     }
 }
 
@@ -72,7 +81,12 @@ async fn concurrent_calls_on_one_plugin_do_not_see_each_other() {
         tokio::spawn(async move {
             let message = format!("message {i}");
             let result = registry
-                .call_tool(&env.runtime, "echo", &json!({ "message": message }), options())
+                .call_tool(
+                    &env.runtime,
+                    "echo",
+                    &json!({ "message": message }),
+                    options(),
+                )
                 .await
                 .expect("runs")
                 .expect("succeeds");
@@ -81,6 +95,9 @@ async fn concurrent_calls_on_one_plugin_do_not_see_each_other() {
     });
     for call in calls {
         let (message, result) = call.await.expect("task");
-        assert!(matches!(&result.content[..], [Content::Text(t)] if *t == message), "{result:?}");
+        assert!(
+            matches!(&result.content[..], [Content::Text(t)] if *t == message),
+            "{result:?}"
+        );
     }
 }

@@ -15,18 +15,35 @@ async fn hostile(extra: &str) -> (TestEnv, Registry) {
     (env, registry)
 }
 
-async fn call(env: &TestEnv, registry: &Registry, tool: &str, args: serde_json::Value) -> Result<Result<runtime::ToolResult, CallError>, Error> {
-    registry.call_tool(&env.runtime, tool, &args, options()).await
+async fn call(
+    env: &TestEnv,
+    registry: &Registry,
+    tool: &str,
+    args: serde_json::Value,
+) -> Result<Result<runtime::ToolResult, CallError>, Error> {
+    registry
+        .call_tool(&env.runtime, tool, &args, options())
+        .await
 }
 
 /// Asserts the call failed on `limit`, that the message names it, and that the plugin still
 /// serves a normal call afterwards.
-async fn assert_limit(env: &TestEnv, registry: &Registry, tool: &str, args: serde_json::Value, limit: Limit, value: &str) {
+async fn assert_limit(
+    env: &TestEnv,
+    registry: &Registry,
+    tool: &str,
+    args: serde_json::Value,
+    limit: Limit,
+    value: &str,
+) {
     match call(env, registry, tool, args).await {
         Err(Error::Runtime(error)) => {
             assert_eq!(error.limit(), Some(limit), "{tool}: {error}");
             let message = error.to_string();
-            assert!(message.contains(limit.key()) && message.contains(value), "{tool}: {message}");
+            assert!(
+                message.contains(limit.key()) && message.contains(value),
+                "{tool}: {message}"
+            );
         }
         other => panic!("{tool}: expected the {limit} error, got {other:?}"),
     }
@@ -34,7 +51,10 @@ async fn assert_limit(env: &TestEnv, registry: &Registry, tool: &str, args: serd
 }
 
 async fn assert_ok_afterwards(env: &TestEnv, registry: &Registry) {
-    let result = call(env, registry, "ok", json!({})).await.expect("ok runs").expect("ok succeeds");
+    let result = call(env, registry, "ok", json!({}))
+        .await
+        .expect("ok runs")
+        .expect("ok succeeds");
     assert!(matches!(&result.content[..], [Content::Text(t)] if t == "ok"));
 }
 
@@ -48,7 +68,15 @@ async fn an_endless_loop_runs_out_of_fuel() {
 async fn an_endless_loop_with_fuel_to_spare_hits_the_deadline() {
     let (env, registry) = hostile("[limits]\ntimeout_ms = 300").await;
     let started = Instant::now();
-    assert_limit(&env, &registry, "spin", json!({}), Limit::WallTime, "300 ms").await;
+    assert_limit(
+        &env,
+        &registry,
+        "spin",
+        json!({}),
+        Limit::WallTime,
+        "300 ms",
+    )
+    .await;
     // Bounded, not timed: the call must stop, whatever the machine's speed.
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -57,7 +85,15 @@ async fn an_endless_loop_with_fuel_to_spare_hits_the_deadline() {
 async fn a_sleeping_guest_is_cancelled_at_the_deadline() {
     let (env, registry) = hostile("[limits]\ntimeout_ms = 200").await;
     let started = Instant::now();
-    assert_limit(&env, &registry, "sleep", json!({}), Limit::WallTime, "200 ms").await;
+    assert_limit(
+        &env,
+        &registry,
+        "sleep",
+        json!({}),
+        Limit::WallTime,
+        "200 ms",
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -68,7 +104,10 @@ async fn the_request_timeout_applies_when_smaller_than_the_plugins() {
         timeout: Some(Duration::from_millis(150)),
         ..options()
     };
-    match registry.call_tool(&env.runtime, "spin", &json!({}), options).await {
+    match registry
+        .call_tool(&env.runtime, "spin", &json!({}), options)
+        .await
+    {
         Err(Error::Runtime(error)) => {
             assert_eq!(error.limit(), Some(Limit::WallTime));
             assert!(error.to_string().contains("150 ms"), "{error}");
@@ -80,31 +119,71 @@ async fn the_request_timeout_applies_when_smaller_than_the_plugins() {
 #[tokio::test]
 async fn a_memory_bomb_hits_the_memory_cap() {
     let (env, registry) = hostile("").await;
-    assert_limit(&env, &registry, "memory-bomb", json!({}), Limit::Memory, "64 MiB").await;
+    assert_limit(
+        &env,
+        &registry,
+        "memory-bomb",
+        json!({}),
+        Limit::Memory,
+        "64 MiB",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_memory_cap_follows_the_manifest() {
     let (env, registry) = hostile("[limits]\nmemory_mib = 16").await;
-    assert_limit(&env, &registry, "memory-bomb", json!({}), Limit::Memory, "16 MiB").await;
+    assert_limit(
+        &env,
+        &registry,
+        "memory-bomb",
+        json!({}),
+        Limit::Memory,
+        "16 MiB",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_result_of_hundreds_of_megabytes_cannot_be_built() {
     let (env, registry) = hostile("").await;
-    assert_limit(&env, &registry, "big-result", json!({"mib": 300}), Limit::Memory, "64 MiB").await;
+    assert_limit(
+        &env,
+        &registry,
+        "big-result",
+        json!({"mib": 300}),
+        Limit::Memory,
+        "64 MiB",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_result_above_the_result_cap_is_refused() {
     let (env, registry) = hostile("[limits]\nresult_bytes = 1048576").await;
-    assert_limit(&env, &registry, "big-result", json!({"mib": 4}), Limit::ResultSize, "1048576 bytes").await;
+    assert_limit(
+        &env,
+        &registry,
+        "big-result",
+        json!({"mib": 4}),
+        Limit::ResultSize,
+        "1048576 bytes",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn flooding_stdout_hits_the_output_cap() {
     let (env, registry) = hostile("").await;
-    assert_limit(&env, &registry, "flood-stdout", json!({"mib": 4}), Limit::Output, "1048576 bytes").await;
+    assert_limit(
+        &env,
+        &registry,
+        "flood-stdout",
+        json!({"mib": 4}),
+        Limit::Output,
+        "1048576 bytes",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -124,7 +203,10 @@ async fn a_panic_reports_its_message() {
     let (env, registry) = hostile("").await;
     match call(&env, &registry, "panic", json!({})).await {
         Err(Error::Runtime(runtime::Error::Trap { message, .. })) => {
-            assert!(message.contains("plugin panicked") && message.contains("panicked on purpose"), "{message}");
+            assert!(
+                message.contains("plugin panicked") && message.contains("panicked on purpose"),
+                "{message}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -148,7 +230,10 @@ async fn the_key_value_quota_is_a_typed_error_for_the_plugin() {
     let (env, registry) = hostile("[limits]\nkv_quota_bytes = 200000").await;
     match call(&env, &registry, "kv-hog", json!({})).await {
         Ok(Err(CallError::Failed(message))) => {
-            assert!(message.contains("quota") && message.contains("200000"), "{message}");
+            assert!(
+                message.contains("quota") && message.contains("200000"),
+                "{message}"
+            );
         }
         other => panic!("expected the plugin to see a quota error, got {other:?}"),
     }
@@ -161,14 +246,18 @@ async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
     let env = std::sync::Arc::new(env);
     let registry = std::sync::Arc::new(registry);
     let (busy_env, busy_registry) = (env.clone(), registry.clone());
-    let busy = tokio::spawn(async move { call(&busy_env, &busy_registry, "spin", json!({})).await });
+    let busy =
+        tokio::spawn(async move { call(&busy_env, &busy_registry, "spin", json!({})).await });
     // Give the spinning call time to take the only slot.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let waiting = CallOptions {
         timeout: Some(Duration::from_millis(100)),
         ..options()
     };
-    match registry.call_tool(&env.runtime, "ok", &json!({}), waiting).await {
+    match registry
+        .call_tool(&env.runtime, "ok", &json!({}), waiting)
+        .await
+    {
         Err(Error::Runtime(error)) => {
             assert_eq!(error.limit(), Some(Limit::Concurrency), "{error}");
             assert!(error.to_string().contains("max_concurrency = 1"), "{error}");
@@ -176,7 +265,10 @@ async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
         other => panic!("expected the concurrency limit, got {other:?}"),
     }
     let busy = busy.await.expect("task");
-    assert!(matches!(busy, Err(Error::Runtime(ref e)) if e.limit() == Some(Limit::WallTime)), "{busy:?}");
+    assert!(
+        matches!(busy, Err(Error::Runtime(ref e)) if e.limit() == Some(Limit::WallTime)),
+        "{busy:?}"
+    );
     assert_ok_afterwards(&env, &registry).await;
 }
 

@@ -37,7 +37,11 @@ pub fn example_plugins_dir() -> PathBuf {
 
 /// A test fixture's component.
 pub fn fixture(name: &str) -> PathBuf {
-    built(target_dir().join("test-plugins").join(format!("{name}.wasm")))
+    built(
+        target_dir()
+            .join("test-plugins")
+            .join(format!("{name}.wasm")),
+    )
 }
 
 /// An example plugin's component.
@@ -138,7 +142,9 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(env: TestEnv) -> Self {
         let registry = env.registry().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("address");
         let state = Arc::new(AppState::new(
             env.runtime.clone(),
@@ -167,7 +173,9 @@ impl TestServer {
 
     /// One HTTP/1.1 request on a fresh connection; returns the status and the JSON body.
     pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
         let body = body.unwrap_or("");
         let request = format!(
             "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -178,7 +186,9 @@ impl TestServer {
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.expect("read");
         let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .expect("a complete HTTP response");
         let status = head
             .split_whitespace()
             .nth(1)

@@ -57,7 +57,9 @@ fn cargo() -> Command {
 
 fn run(command: &mut Command) -> Result<(), String> {
     eprintln!("xtask: running {command:?}");
-    let status = command.status().map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -73,7 +75,11 @@ fn ensure_wasm_target() -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET)
+        })
         .unwrap_or(false);
     if installed {
         return Ok(());
@@ -89,7 +95,13 @@ fn build_plugins() -> Result<PathBuf, String> {
     let wasm_target_dir = target.join("wasm");
     run(cargo()
         .current_dir(root.join("example-plugins"))
-        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
         .arg(&wasm_target_dir))?;
     let wasm_out = wasm_target_dir.join(WASM_TARGET).join("release");
 
@@ -106,41 +118,65 @@ fn build_plugins() -> Result<PathBuf, String> {
         } else {
             wasm_out.join(&component)
         };
-        let name = package.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = package
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let destination = plugins_out.join(&name);
-        std::fs::create_dir_all(&destination).map_err(|e| format!("cannot create {}: {e}", destination.display()))?;
+        std::fs::create_dir_all(&destination)
+            .map_err(|e| format!("cannot create {}: {e}", destination.display()))?;
         copy(&manifest, &destination.join("plugin.toml"))?;
         copy(&built, &destination.join(&component))?;
     }
 
     let fixtures_out = target.join("test-plugins");
-    std::fs::create_dir_all(&fixtures_out).map_err(|e| format!("cannot create {}: {e}", fixtures_out.display()))?;
+    std::fs::create_dir_all(&fixtures_out)
+        .map_err(|e| format!("cannot create {}: {e}", fixtures_out.display()))?;
     for fixture in subdirectories(&root.join("tests").join("fixtures"))? {
         if fixture.join("Cargo.toml").is_file() {
-            let name = fixture.file_name().map(|n| n.to_string_lossy().replace('-', "_")).unwrap_or_default();
-            copy(&wasm_out.join(format!("{name}.wasm")), &fixtures_out.join(format!("{name}.wasm")))?;
+            let name = fixture
+                .file_name()
+                .map(|n| n.to_string_lossy().replace('-', "_"))
+                .unwrap_or_default();
+            copy(
+                &wasm_out.join(format!("{name}.wasm")),
+                &fixtures_out.join(format!("{name}.wasm")),
+            )?;
         }
     }
-    eprintln!("xtask: plugins in {}, fixtures in {}", plugins_out.display(), fixtures_out.display());
+    eprintln!(
+        "xtask: plugins in {}, fixtures in {}",
+        plugins_out.display(),
+        fixtures_out.display()
+    );
     Ok(plugins_out)
 }
 
 /// `npm ci` into the plugin's own `node_modules` when missing, then its `build` script.
 fn build_javascript(package: &Path) -> Result<(), String> {
     if !package.join("node_modules").is_dir() {
-        run(Command::new("npm").current_dir(package).args(["ci", "--no-audit", "--no-fund"]))?;
+        run(Command::new("npm")
+            .current_dir(package)
+            .args(["ci", "--no-audit", "--no-fund"]))?;
     }
-    run(Command::new("npm").current_dir(package).args(["run", "build", "--silent"]))
+    run(Command::new("npm")
+        .current_dir(package)
+        .args(["run", "build", "--silent"]))
 }
 
 /// The `component` key of a manifest (default `plugin.wasm`), read without a TOML parser
 /// to keep this crate dependency-free: the manifests are ours and keep it on one line.
 fn component_file(manifest: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(manifest).map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
     Ok(text
         .lines()
         .find_map(|line| {
-            let value = line.trim().strip_prefix("component")?.trim_start().strip_prefix('=')?;
+            let value = line
+                .trim()
+                .strip_prefix("component")?
+                .trim_start()
+                .strip_prefix('=')?;
             Some(value.trim().trim_matches('"').to_owned())
         })
         .unwrap_or_else(|| "plugin.wasm".to_owned()))
@@ -179,7 +215,10 @@ fn run_tests(args: &[String]) -> Result<(), String> {
         .args(["test", "--target-dir"])
         .arg(target_dir().join("wasm-host-tests"))
         .args(["--workspace", "--exclude", "hostile"]))?;
-    run(cargo().current_dir(&root).args(["test", "--workspace"]).args(args))
+    run(cargo()
+        .current_dir(&root)
+        .args(["test", "--workspace"])
+        .args(args))
 }
 
 fn run_benches(args: &[String]) -> Result<(), String> {

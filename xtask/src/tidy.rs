@@ -6,10 +6,21 @@ use std::path::{Path, PathBuf};
 /// Returns every problem found under `root`.
 pub fn check(root: &Path) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    for dir in ["host/src", "plugin-sdk/src", "xtask/src", "example-plugins", "tests", "benches"] {
+    for dir in [
+        "host/src",
+        "plugin-sdk/src",
+        "xtask/src",
+        "example-plugins",
+        "tests",
+        "benches",
+    ] {
         for file in rust_files(&root.join(dir)) {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let relative = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+            let relative = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             if !text.trim_start().starts_with("//!") {
                 problems.push(format!("{relative}: missing the leading //! header"));
             }
@@ -17,11 +28,17 @@ pub fn check(root: &Path) -> Result<(), Vec<String>> {
                 problems.push(format!("{relative}: contains dbg!"));
             }
             if dir == "host/src" && text.contains(concat!(".inherit", "_")) {
-                problems.push(format!("{relative}: grants ambient authority with inherit_*"));
+                problems.push(format!(
+                    "{relative}: grants ambient authority with inherit_*"
+                ));
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

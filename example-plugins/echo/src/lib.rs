@@ -23,17 +23,26 @@ struct Echo;
 
 impl Plugin for Echo {
     fn metadata() -> Metadata {
-        Metadata::new("echo", env!("CARGO_PKG_VERSION"), "Echoes messages back; the API spec's test command")
-            .author("Waygate")
-            .capabilities(&["echo", "test"])
+        Metadata::new(
+            "echo",
+            env!("CARGO_PKG_VERSION"),
+            "Echoes messages back; the API spec's test command",
+        )
+        .author("Waygate")
+        .capabilities(&["echo", "test"])
     }
 
     fn tools() -> Vec<Tool> {
         vec![
-            Tool::new::<EchoArgs>("echo", "Return the message unchanged").title("Echo").read_only(),
-            Tool::new::<TestArgs>("test", "Test command for validation: answers with a status and the message")
-                .title("Test")
+            Tool::new::<EchoArgs>("echo", "Return the message unchanged")
+                .title("Echo")
                 .read_only(),
+            Tool::new::<TestArgs>(
+                "test",
+                "Test command for validation: answers with a status and the message",
+            )
+            .title("Test")
+            .read_only(),
         ]
     }
 

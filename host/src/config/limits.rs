@@ -220,7 +220,9 @@ mod tests {
     /// `docs/limits.md` has a row per limit naming its key and default.
     #[test]
     fn limits_doc_matches_the_defaults() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/limits.md")).unwrap();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/limits.md"))
+                .unwrap();
         let limits = Limits::default();
         let p = limits.plugin;
         let rows = [
@@ -259,6 +261,9 @@ mod tests {
         assert!(limits.validate().unwrap_err().contains("memory_mib"));
         limits.memory_mib = 64;
         limits.fuel = 0;
-        assert_eq!(limits.validate().unwrap_err(), "fuel must be greater than 0");
+        assert_eq!(
+            limits.validate().unwrap_err(),
+            "fuel must be greater than 0"
+        );
     }
 }

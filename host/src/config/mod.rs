@@ -134,7 +134,10 @@ struct LogSection {
 /// # Errors
 ///
 /// [`ConfigError`] naming the key, the value and what is allowed.
-pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn load(
+    overrides: &Overrides,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let file_path = overrides
         .config
         .clone()
@@ -145,11 +148,18 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
     };
 
     let pick = |cli: Option<String>, var: &str, file: Option<String>, default: &str| {
-        cli.or_else(|| env(var)).or(file).unwrap_or_else(|| default.to_owned())
+        cli.or_else(|| env(var))
+            .or(file)
+            .unwrap_or_else(|| default.to_owned())
     };
     let path_of = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
 
-    let bind_text = pick(overrides.bind.clone(), "WAYGATE_BIND", file.server.bind, DEFAULT_BIND);
+    let bind_text = pick(
+        overrides.bind.clone(),
+        "WAYGATE_BIND",
+        file.server.bind,
+        DEFAULT_BIND,
+    );
     let bind = bind_text.parse().map_err(|_| ConfigError::Invalid {
         key: "server.bind (WAYGATE_BIND, --bind)".to_owned(),
         value: bind_text.clone(),
@@ -171,7 +181,12 @@ pub fn load(overrides: &Overrides, env: impl Fn(&str) -> Option<String>) -> Resu
         .or_else(|| env("WAYGATE_CACHE_DIR"))
         .or(path_of(file.paths.cache))
         .map_or_else(|| data_dir.join("cache"), PathBuf::from);
-    let log = pick(overrides.log.clone(), "WAYGATE_LOG", file.log.level, DEFAULT_LOG);
+    let log = pick(
+        overrides.log.clone(),
+        "WAYGATE_LOG",
+        file.log.level,
+        DEFAULT_LOG,
+    );
     if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
         return Err(ConfigError::Invalid {
             key: "log.level (WAYGATE_LOG, --log)".to_owned(),
@@ -236,7 +251,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         move |k| vars.get(k).cloned()
     }
 
@@ -264,7 +282,11 @@ mod tests {
             bind: Some("127.0.0.1:3".into()),
             ..Overrides::default()
         };
-        let config = load(&overrides, env(&[("WAYGATE_BIND", "127.0.0.1:2"), ("WAYGATE_DATA", "/env")])).unwrap();
+        let config = load(
+            &overrides,
+            env(&[("WAYGATE_BIND", "127.0.0.1:2"), ("WAYGATE_DATA", "/env")]),
+        )
+        .unwrap();
         assert_eq!(config.bind.port(), 3);
         assert_eq!(config.data_dir, PathBuf::from("/env"));
         assert_eq!(config.plugins_dir, PathBuf::from("/file-plugins"));
@@ -275,7 +297,12 @@ mod tests {
     fn invalid_values_name_key_value_and_what_is_allowed() {
         let err = load(&Overrides::default(), env(&[("WAYGATE_BIND", "localhost")])).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("server.bind") && text.contains("\"localhost\"") && text.contains("IP address"), "{text}");
+        assert!(
+            text.contains("server.bind")
+                && text.contains("\"localhost\"")
+                && text.contains("IP address"),
+            "{text}"
+        );
         let err = load(&Overrides::default(), env(&[("WAYGATE_LOG_FORMAT", "xml")])).unwrap_err();
         assert!(err.to_string().contains("json or text"));
     }
@@ -285,7 +312,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("waygate.toml");
         std::fs::write(&file, "[server]\nbnd = \"x\"\n").unwrap();
-        let err = load(&Overrides { config: Some(file), ..Overrides::default() }, env(&[])).unwrap_err();
+        let err = load(
+            &Overrides {
+                config: Some(file),
+                ..Overrides::default()
+            },
+            env(&[]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bnd"), "{err}");
     }
 
@@ -294,7 +328,14 @@ mod tests {
     #[test]
     fn shipped_config_file_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/waygate.toml");
-        let config = load(&Overrides { config: Some(path), ..Overrides::default() }, env(&[])).unwrap();
+        let config = load(
+            &Overrides {
+                config: Some(path),
+                ..Overrides::default()
+            },
+            env(&[]),
+        )
+        .unwrap();
         assert_eq!(config, load(&Overrides::default(), env(&[])).unwrap());
     }
 }

@@ -77,7 +77,11 @@ impl ApiError {
     /// 500 `INTERNAL_ERROR` with a generic message; the cause is logged here, once.
     pub fn internal(request_id: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(request_id, error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "internal server error",
+        )
     }
 
     /// Adds structured details.
@@ -121,20 +125,29 @@ impl From<runtime::Error> for ApiError {
     fn from(error: runtime::Error) -> Self {
         let message = error.to_string();
         match &error {
-            runtime::Error::LimitExceeded { plugin, limit, value, .. } => {
+            runtime::Error::LimitExceeded {
+                plugin,
+                limit,
+                value,
+                ..
+            } => {
                 let (status, code) = match limit {
                     Limit::WallTime => (StatusCode::REQUEST_TIMEOUT, "TIMEOUT"),
-                    Limit::Concurrency | Limit::InstancePool => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+                    Limit::Concurrency | Limit::InstancePool => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+                    }
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
                 };
                 ApiError::new(status, code, message)
                     .with_details(json!({ "plugin": plugin, "limit": limit.key(), "value": value }))
             }
-            runtime::Error::Trap { plugin, .. } => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
-                .with_details(json!({ "plugin": plugin })),
-            runtime::Error::Compile { .. } | runtime::Error::Link { .. } | runtime::Error::Host { .. } => {
-                ApiError::internal("", &error)
+            runtime::Error::Trap { plugin, .. } => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+                    .with_details(json!({ "plugin": plugin }))
             }
+            runtime::Error::Compile { .. }
+            | runtime::Error::Link { .. }
+            | runtime::Error::Host { .. } => ApiError::internal("", &error),
         }
     }
 }

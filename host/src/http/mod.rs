@@ -50,7 +50,12 @@ pub struct AppState {
 
 impl AppState {
     /// State for a server over a loaded registry.
-    pub fn new(runtime: Arc<Runtime>, registry: Registry, store: Arc<Store>, limits: Limits) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Registry,
+        store: Arc<Store>,
+        limits: Limits,
+    ) -> Self {
         Self {
             runtime,
             registry: RwLock::new(Arc::new(registry)),
@@ -64,7 +69,10 @@ impl AppState {
     /// The registry serving now.
     pub fn registry(&self) -> Arc<Registry> {
         // The lock only guards an `Arc` swap, which cannot panic half-way.
-        self.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn next_request_id(&self) -> String {
@@ -74,7 +82,11 @@ impl AppState {
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then waits up to
 /// [`Limits::shutdown_grace_ms`] for requests in flight.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = state.limits.clone();
     // A permit is taken before `accept` and moved into the connection's task, so at most
     // `max_connections` connections are open and the rest wait in the kernel's backlog.
@@ -107,7 +119,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
             let state = state.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
         });
-        let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _permit = permit;
@@ -117,8 +130,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         });
     }
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_ms = limits.shutdown_grace_ms, "shutdown grace period over; dropping open connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = limits.shutdown_grace_ms,
+            "shutdown grace period over; dropping open connections"
+        );
     }
 }
 
@@ -126,16 +145,22 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
     let request_id = state.next_request_id();
     let (parts, body) = request.into_parts();
     let limit = state.limits.max_body_bytes;
-    let body = match http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error_response(&ApiError::too_large(limit), &request_id);
-        }
-        Err(e) => return error_response(&ApiError::invalid_request(format!("cannot read body: {e}")), &request_id),
-    };
+    let body =
+        match http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return error_response(&ApiError::too_large(limit), &request_id);
+            }
+            Err(e) => {
+                return error_response(
+                    &ApiError::invalid_request(format!("cannot read body: {e}")),
+                    &request_id,
+                );
+            }
+        };
     let response = rest::route(state, &parts, &body, &request_id).await;
     let mut response = match response {
         Ok((status, json)) => json_response(status, &json),

@@ -17,7 +17,12 @@ const MAX_EXECUTE_TIMEOUT_SECS: u64 = 300;
 type Answer = Result<(StatusCode, Value), ApiError>;
 
 /// Routes one request; `body` is already read and size-checked.
-pub(super) async fn route(state: &AppState, parts: &Parts, body: &Bytes, request_id: &str) -> Answer {
+pub(super) async fn route(
+    state: &AppState,
+    parts: &Parts,
+    body: &Bytes,
+    request_id: &str,
+) -> Answer {
     let path = parts.uri.path();
     let method = &parts.method;
     match (path, method) {
@@ -28,10 +33,14 @@ pub(super) async fn route(state: &AppState, parts: &Parts, body: &Bytes, request
         ("/mcp/commands", &Method::GET) => Ok(commands(state)),
         ("/mcp/status", &Method::GET) => Ok(status(state)),
         ("/mcp/execute", &Method::POST) => execute(state, body, request_id).await,
-        (path, &Method::GET) if path.starts_with("/plugins/") => plugin_info(state, &path["/plugins/".len()..]),
-        ("/" | "/health" | "/ready" | "/plugins" | "/mcp/commands" | "/mcp/status" | "/mcp/execute", _) => {
-            Err(ApiError::method_not_allowed(method.as_str(), path))
+        (path, &Method::GET) if path.starts_with("/plugins/") => {
+            plugin_info(state, &path["/plugins/".len()..])
         }
+        (
+            "/" | "/health" | "/ready" | "/plugins" | "/mcp/commands" | "/mcp/status"
+            | "/mcp/execute",
+            _,
+        ) => Err(ApiError::method_not_allowed(method.as_str(), path)),
         _ => Err(ApiError::not_found(format!("no route for {path}"))),
     }
 }
@@ -53,9 +62,17 @@ fn health(state: &AppState) -> (StatusCode, Value) {
         Err(_) => "failing",
     };
     let registry = state.registry();
-    let plugins = if registry.plugins().next().is_some() { "ok" } else { "none loaded" };
+    let plugins = if registry.plugins().next().is_some() {
+        "ok"
+    } else {
+        "none loaded"
+    };
     let healthy = database == "ok";
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         json!({
@@ -105,7 +122,10 @@ fn list_plugins(state: &AppState) -> (StatusCode, Value) {
         json!({ "name": f.plugin, "status": "failed", "error": f.reason, "path": f.path.display().to_string() })
     }));
     let total = plugins.len();
-    (StatusCode::OK, json!({ "plugins": plugins, "total": total }))
+    (
+        StatusCode::OK,
+        json!({ "plugins": plugins, "total": total }),
+    )
 }
 
 fn plugin_info(state: &AppState, name: &str) -> Answer {
@@ -130,12 +150,18 @@ fn commands(state: &AppState) -> (StatusCode, Value) {
         })
         .collect();
     let total = commands.len();
-    (StatusCode::OK, json!({ "commands": commands, "total": total }))
+    (
+        StatusCode::OK,
+        json!({ "commands": commands, "total": total }),
+    )
 }
 
 fn status(state: &AppState) -> (StatusCode, Value) {
     let registry = state.registry();
-    let commands: Vec<&str> = registry.tools().map(|(_, e)| e.tool.name.as_str()).collect();
+    let commands: Vec<&str> = registry
+        .tools()
+        .map(|(_, e)| e.tool.name.as_str())
+        .collect();
     (
         StatusCode::OK,
         json!({
@@ -206,35 +232,55 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
         )
     };
     match outcome {
-        Ok(Ok(result)) if !result.is_error => Ok(answer(StatusCode::OK, "success", result_json(&result), Value::Null)),
+        Ok(Ok(result)) if !result.is_error => Ok(answer(
+            StatusCode::OK,
+            "success",
+            result_json(&result),
+            Value::Null,
+        )),
         Ok(Ok(result)) => {
-            let message = first_text(&result).unwrap_or("the tool reported an error").to_owned();
-            Ok(answer(StatusCode::OK, "failed", result_json(&result), Value::String(message)))
+            let message = first_text(&result)
+                .unwrap_or("the tool reported an error")
+                .to_owned();
+            Ok(answer(
+                StatusCode::OK,
+                "failed",
+                result_json(&result),
+                Value::String(message),
+            ))
         }
         Ok(Err(CallError::InvalidArguments(message))) => Err(ApiError::invalid_request(format!(
             "invalid arguments for {:?}: {message}",
             request.action
         ))),
-        Ok(Err(CallError::UnknownTool(tool))) => Err(ApiError::not_found(format!("unknown tool {tool:?}"))),
+        Ok(Err(CallError::UnknownTool(tool))) => {
+            Err(ApiError::not_found(format!("unknown tool {tool:?}")))
+        }
         Ok(Err(CallError::Failed(message))) => Ok(answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             "failed",
             Value::Null,
             Value::String(message),
         )),
-        Err(crate::registry::Error::Runtime(error)) if error.limit() == Some(Limit::WallTime) => Ok(answer(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            Value::Null,
-            Value::String(error.to_string()),
-        )),
-        Err(crate::registry::Error::Runtime(error @ crate::runtime::Error::LimitExceeded { .. }))
-        | Err(crate::registry::Error::Runtime(error @ crate::runtime::Error::Trap { .. })) => Ok(answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            Value::Null,
-            Value::String(error.to_string()),
-        )),
+        Err(crate::registry::Error::Runtime(error)) if error.limit() == Some(Limit::WallTime) => {
+            Ok(answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                Value::Null,
+                Value::String(error.to_string()),
+            ))
+        }
+        Err(crate::registry::Error::Runtime(
+            error @ crate::runtime::Error::LimitExceeded { .. },
+        ))
+        | Err(crate::registry::Error::Runtime(error @ crate::runtime::Error::Trap { .. })) => {
+            Ok(answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+                Value::Null,
+                Value::String(error.to_string()),
+            ))
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -264,8 +310,12 @@ fn result_json(result: &ToolResult) -> Value {
 pub(crate) fn content_json(content: &Content) -> Value {
     match content {
         Content::Text(text) | Content::Json(text) => json!({ "type": "text", "text": text }),
-        Content::Image(b) => json!({ "type": "image", "data": b.data_base64, "mimeType": b.mime_type }),
-        Content::Audio(b) => json!({ "type": "audio", "data": b.data_base64, "mimeType": b.mime_type }),
+        Content::Image(b) => {
+            json!({ "type": "image", "data": b.data_base64, "mimeType": b.mime_type })
+        }
+        Content::Audio(b) => {
+            json!({ "type": "audio", "data": b.data_base64, "mimeType": b.mime_type })
+        }
         Content::ResourceLink(link) => {
             let mut item = json!({ "type": "resource_link", "uri": link.uri, "name": link.name });
             if let Some(d) = &link.description {

@@ -55,7 +55,8 @@ impl Manifest {
     /// A message naming the file and the problem.
     pub fn read(dir: &Path) -> Result<Manifest, String> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -79,7 +80,11 @@ impl Manifest {
             ));
         }
         let component = Path::new(&manifest.component);
-        if component.is_absolute() || component.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if component.is_absolute()
+            || component
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(format!(
                 "component {:?} must be a file inside the package directory",
                 manifest.component
@@ -108,17 +113,30 @@ mod tests {
 
     #[test]
     fn config_table_becomes_json() {
-        let m = Manifest::parse("name = \"n\"\nversion = \"1\"\n[config]\nmax = 3\ntags = [\"a\"]").unwrap();
-        assert_eq!(m.config_json(), serde_json::json!({"max": 3, "tags": ["a"]}));
+        let m = Manifest::parse("name = \"n\"\nversion = \"1\"\n[config]\nmax = 3\ntags = [\"a\"]")
+            .unwrap();
+        assert_eq!(
+            m.config_json(),
+            serde_json::json!({"max": 3, "tags": ["a"]})
+        );
     }
 
     #[test]
     fn bad_manifests_say_what_is_wrong() {
         let cases = [
             ("name = \"Echo\"\nversion = \"1\"", "lowercase"),
-            ("name = \"e\"\nversion = \"1\"\ncomponent = \"../x.wasm\"", "inside the package"),
-            ("name = \"e\"\nversion = \"1\"\n[limits]\nfuel = \"lots\"", "invalid type"),
-            ("name = \"e\"\nversion = \"1\"\nflavour = 1", "unknown field"),
+            (
+                "name = \"e\"\nversion = \"1\"\ncomponent = \"../x.wasm\"",
+                "inside the package",
+            ),
+            (
+                "name = \"e\"\nversion = \"1\"\n[limits]\nfuel = \"lots\"",
+                "invalid type",
+            ),
+            (
+                "name = \"e\"\nversion = \"1\"\nflavour = 1",
+                "unknown field",
+            ),
             ("version = \"1\"", "missing field `name`"),
         ];
         for (text, expected) in cases {

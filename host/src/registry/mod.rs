@@ -136,7 +136,11 @@ impl Registry {
                 Ok(plugin) => registry.insert(plugin),
                 Err((plugin, reason)) => {
                     tracing::warn!(plugin, path = %path.display(), reason, "plugin not loaded");
-                    registry.failures.push(LoadFailure { plugin, path, reason });
+                    registry.failures.push(LoadFailure {
+                        plugin,
+                        path,
+                        reason,
+                    });
                 }
             }
         }
@@ -146,13 +150,19 @@ impl Registry {
     fn check_unique(&self, plugin: LoadedPlugin) -> Result<LoadedPlugin, (String, String)> {
         let name = plugin.manifest.name.clone();
         if self.plugins.contains_key(&name) {
-            return Err((name.clone(), format!("another package already provides plugin {name:?}")));
+            return Err((
+                name.clone(),
+                format!("another package already provides plugin {name:?}"),
+            ));
         }
         for entry in &plugin.tools {
             if let Some(owner) = self.tools.get(&entry.tool.name) {
                 return Err((
                     name,
-                    format!("tool {:?} is already provided by plugin {owner:?}", entry.tool.name),
+                    format!(
+                        "tool {:?} is already provided by plugin {owner:?}",
+                        entry.tool.name
+                    ),
                 ));
             }
         }
@@ -218,13 +228,19 @@ impl Registry {
         arguments: &Value,
         options: CallOptions,
     ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
-        let (plugin, entry) = self.tool(tool).ok_or_else(|| Error::UnknownTool { tool: tool.to_owned() })?;
+        let (plugin, entry) = self.tool(tool).ok_or_else(|| Error::UnknownTool {
+            tool: tool.to_owned(),
+        })?;
         let problems: Vec<String> = entry
             .validator
             .iter_errors(arguments)
             .map(|e| {
                 let at = e.instance_path.to_string();
-                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
             })
             .collect();
         if !problems.is_empty() {
@@ -241,7 +257,8 @@ impl Registry {
 
 /// The package directories under `dir`, in name order.
 fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read plugins directory {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read plugins directory {}: {e}", dir.display()))?;
     let mut packages: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -252,32 +269,46 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Loads one package; on failure returns the plugin's name (or directory name) and why.
-async fn load_plugin(runtime: &Arc<Runtime>, dir: &Path, defaults: PluginLimits) -> Result<LoadedPlugin, (String, String)> {
+async fn load_plugin(
+    runtime: &Arc<Runtime>,
+    dir: &Path,
+    defaults: PluginLimits,
+) -> Result<LoadedPlugin, (String, String)> {
     let started = Instant::now();
-    let fallback_name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let fallback_name = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let manifest = Manifest::read(dir).map_err(|reason| (fallback_name, reason))?;
     let name = manifest.name.clone();
     let fail = |reason: String| (name.clone(), reason);
 
     let limits = manifest.limits.apply(defaults);
-    limits.validate().map_err(|reason| fail(format!("{MANIFEST_FILE} [limits]: {reason}")))?;
+    limits
+        .validate()
+        .map_err(|reason| fail(format!("{MANIFEST_FILE} [limits]: {reason}")))?;
     let module_path = dir.join(&manifest.component);
-    let wasm = std::fs::read(&module_path).map_err(|e| fail(format!("cannot read {}: {e}", module_path.display())))?;
+    let wasm = std::fs::read(&module_path)
+        .map_err(|e| fail(format!("cannot read {}: {e}", module_path.display())))?;
     let config_json = manifest.config_json().to_string();
 
     let prepare_runtime = runtime.clone();
     let prepare_name = name.clone();
-    let guest = tokio::task::spawn_blocking(move || prepare_runtime.prepare(&prepare_name, &wasm, limits, config_json))
-        .await
-        .map_err(|e| fail(format!("compile task failed: {e}")))?
-        .map_err(|e| fail(e.to_string()))?;
+    let guest = tokio::task::spawn_blocking(move || {
+        prepare_runtime.prepare(&prepare_name, &wasm, limits, config_json)
+    })
+    .await
+    .map_err(|e| fail(format!("compile task failed: {e}")))?
+    .map_err(|e| fail(e.to_string()))?;
     let guest = Arc::new(guest);
 
     let options = || CallOptions {
         request_id: format!("load:{name}"),
         ..CallOptions::default()
     };
-    let metadata = runtime.metadata(&guest, options()).await.map_err(|e| fail(e.to_string()))?;
+    let metadata = runtime
+        .metadata(&guest, options())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     if metadata.name != manifest.name {
         return Err(fail(format!(
             "the component calls itself {:?} but {MANIFEST_FILE} says {:?}",
@@ -287,13 +318,19 @@ async fn load_plugin(runtime: &Arc<Runtime>, dir: &Path, defaults: PluginLimits)
     if let Some(schema) = &metadata.config_schema_json {
         validate_config(schema, &manifest.config_json()).map_err(fail)?;
     }
-    let tools = runtime.list_tools(&guest, options()).await.map_err(|e| fail(e.to_string()))?;
+    let tools = runtime
+        .list_tools(&guest, options())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let tools = tools
         .into_iter()
         .map(compile_tool)
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
-    let prompts = runtime.list_prompts(&guest, options()).await.map_err(|e| fail(e.to_string()))?;
+    let prompts = runtime
+        .list_prompts(&guest, options())
+        .await
+        .map_err(|e| fail(e.to_string()))?;
 
     Ok(LoadedPlugin {
         manifest,
@@ -307,8 +344,10 @@ async fn load_plugin(runtime: &Arc<Runtime>, dir: &Path, defaults: PluginLimits)
 }
 
 fn validate_config(schema_json: &str, config: &Value) -> Result<(), String> {
-    let schema: Value = serde_json::from_str(schema_json).map_err(|e| format!("the plugin's config schema is not JSON: {e}"))?;
-    let validator = jsonschema::validator_for(&schema).map_err(|e| format!("the plugin's config schema is invalid: {e}"))?;
+    let schema: Value = serde_json::from_str(schema_json)
+        .map_err(|e| format!("the plugin's config schema is not JSON: {e}"))?;
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| format!("the plugin's config schema is invalid: {e}"))?;
     let problems: Vec<String> = validator
         .iter_errors(config)
         .map(|e| {
@@ -319,7 +358,10 @@ fn validate_config(schema_json: &str, config: &Value) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("{MANIFEST_FILE} [config] does not match the plugin's schema: {}", problems.join("; ")))
+        Err(format!(
+            "{MANIFEST_FILE} [config] does not match the plugin's schema: {}",
+            problems.join("; ")
+        ))
     }
 }
 
@@ -342,7 +384,10 @@ fn compile_tool(tool: Tool) -> Result<ToolEntry, String> {
     let input_schema: Value = serde_json::from_str(&tool.input_schema_json)
         .map_err(|e| format!("tool {:?}: input schema is not JSON: {e}", tool.name))?;
     if input_schema.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(format!("tool {:?}: input schema must have \"type\": \"object\"", tool.name));
+        return Err(format!(
+            "tool {:?}: input schema must have \"type\": \"object\"",
+            tool.name
+        ));
     }
     let validator = jsonschema::validator_for(&input_schema)
         .map_err(|e| format!("tool {:?}: input schema is invalid: {e}", tool.name))?;

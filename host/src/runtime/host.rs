@@ -68,7 +68,12 @@ pub struct HostStateBuilder {
 
 impl HostStateBuilder {
     /// A builder for one call of `plugin` with the deny-everything defaults.
-    pub fn new(plugin: Arc<str>, config_json: Arc<str>, store: Arc<Store>, limits: PluginLimits) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        config_json: Arc<str>,
+        store: Arc<Store>,
+        limits: PluginLimits,
+    ) -> Self {
         Self {
             plugin,
             request_id: Arc::from(""),
@@ -86,7 +91,8 @@ impl HostStateBuilder {
 
     /// Builds the state.
     pub fn build(self) -> HostState {
-        let output = MemoryOutputPipe::new(usize::try_from(self.limits.output_bytes).unwrap_or(usize::MAX));
+        let output =
+            MemoryOutputPipe::new(usize::try_from(self.limits.output_bytes).unwrap_or(usize::MAX));
         // `WasiCtxBuilder::new` already denies env, args, preopens, name lookup and every
         // socket address; TCP and UDP are switched off as well so a guest cannot even create
         // a socket. Stdout and stderr share one capped buffer.
@@ -145,7 +151,12 @@ impl CallLimiter {
 pub(super) struct LimitReached(pub(super) Limit);
 
 impl wasmtime::ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = Some(Limit::Memory);
             return Err(wasmtime::Error::new(LimitReached(Limit::Memory)));
@@ -153,7 +164,12 @@ impl wasmtime::ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.hit = Some(Limit::TableElements);
             return Err(wasmtime::Error::new(LimitReached(Limit::TableElements)));
@@ -199,11 +215,21 @@ impl log::Host for HostState {
         };
         let (plugin, request_id) = (&*self.plugin, &*self.request_id);
         match level {
-            log::Level::Trace => tracing::trace!(target: "plugin", plugin, request_id, fields, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "plugin", plugin, request_id, fields, "{message}"),
-            log::Level::Info => tracing::info!(target: "plugin", plugin, request_id, fields, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "plugin", plugin, request_id, fields, "{message}"),
-            log::Level::Error => tracing::error!(target: "plugin", plugin, request_id, fields, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, request_id, fields, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, request_id, fields, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "plugin", plugin, request_id, fields, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "plugin", plugin, request_id, fields, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "plugin", plugin, request_id, fields, "{message}")
+            }
         }
     }
 }
@@ -233,7 +259,9 @@ impl kv::Host for HostState {
     }
 
     fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, kv::KvError> {
-        self.store.kv_list(&self.plugin, &prefix, limit).map_err(kv_error)
+        self.store
+            .kv_list(&self.plugin, &prefix, limit)
+            .map_err(kv_error)
     }
 }
 
@@ -249,7 +277,10 @@ fn check_key(key: &str) -> Result<(), kv::KvError> {
 
 fn kv_error(error: store::Error) -> kv::KvError {
     match error {
-        store::Error::QuotaExceeded { quota_bytes, needed_bytes } => kv::KvError::QuotaExceeded(format!(
+        store::Error::QuotaExceeded {
+            quota_bytes,
+            needed_bytes,
+        } => kv::KvError::QuotaExceeded(format!(
             "the write needs {needed_bytes} bytes of a {quota_bytes}-byte quota"
         )),
         other => kv::KvError::StoreFailed(other.to_string()),

@@ -19,19 +19,19 @@ pub use error::{Error, Limit};
 pub use host::{HostState, HostStateBuilder};
 
 use crate::config::limits::{
-    EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE,
-    MAX_PLUGIN_MEMORY_MIB, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_INSTANCE,
+    EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE, MAX_PLUGIN_MEMORY_MIB,
+    MAX_TABLE_ELEMENTS, MAX_TABLES_PER_INSTANCE,
 };
 use crate::config::{Limits, PluginLimits};
 use crate::store::Store;
 use bindings::{Plugin, PluginPre};
 use cache::ComponentCache;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use std::future::Future;
-use std::pin::Pin;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, PoolingAllocationConfig, Trap, UpdateDeadline};
@@ -119,10 +119,15 @@ impl Runtime {
     /// # Errors
     ///
     /// When the engine cannot be configured or the cache directory cannot be created.
-    pub fn new(limits: &Limits, cache_dir: Option<PathBuf>, store: Arc<Store>) -> Result<Self, Error> {
+    pub fn new(
+        limits: &Limits,
+        cache_dir: Option<PathBuf>,
+        store: Arc<Store>,
+    ) -> Result<Self, Error> {
         let engine = Engine::new(&engine_config(limits)).map_err(|e| host_error("start-up", e))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| host_error("start-up", e))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| host_error("start-up", e))?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| host_error("start-up", e))?;
         let cache = ComponentCache::new(&engine, cache_dir).map_err(|e| Error::Host {
@@ -148,7 +153,13 @@ impl Runtime {
     ///
     /// [`Error::Compile`] for bytes that are not a component, [`Error::Link`] for a component
     /// that imports what the host does not offer or does not export `provider`.
-    pub fn prepare(&self, name: &str, wasm: &[u8], limits: PluginLimits, config_json: String) -> Result<Guest, Error> {
+    pub fn prepare(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: PluginLimits,
+        config_json: String,
+    ) -> Result<Guest, Error> {
         let content_hash = content_hash(wasm);
         let (component, cache_outcome) = self
             .cache
@@ -161,7 +172,10 @@ impl Runtime {
             plugin: name.to_owned(),
             reason: format!("{e:#}"),
         };
-        let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
         let pre = PluginPre::new(pre).map_err(link_error)?;
         Ok(Guest {
             name: Arc::from(name),
@@ -189,9 +203,15 @@ impl Runtime {
     /// # Errors
     ///
     /// When the call hits a limit or traps.
-    pub async fn metadata(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<PluginMetadata, Error> {
-        self.run(guest, "metadata", options, |p, s| Box::pin(p.waygate_plugin_provider().call_metadata(s)))
-            .await
+    pub async fn metadata(
+        &self,
+        guest: &Arc<Guest>,
+        options: CallOptions,
+    ) -> Result<PluginMetadata, Error> {
+        self.run(guest, "metadata", options, |p, s| {
+            Box::pin(p.waygate_plugin_provider().call_metadata(s))
+        })
+        .await
     }
 
     /// Calls the guest's `list-tools` export.
@@ -199,9 +219,15 @@ impl Runtime {
     /// # Errors
     ///
     /// When the call hits a limit or traps.
-    pub async fn list_tools(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Tool>, Error> {
-        self.run(guest, "list-tools", options, |p, s| Box::pin(p.waygate_plugin_provider().call_list_tools(s)))
-            .await
+    pub async fn list_tools(
+        &self,
+        guest: &Arc<Guest>,
+        options: CallOptions,
+    ) -> Result<Vec<Tool>, Error> {
+        self.run(guest, "list-tools", options, |p, s| {
+            Box::pin(p.waygate_plugin_provider().call_list_tools(s))
+        })
+        .await
     }
 
     /// Calls the guest's `list-prompts` export.
@@ -209,9 +235,15 @@ impl Runtime {
     /// # Errors
     ///
     /// When the call hits a limit or traps.
-    pub async fn list_prompts(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Prompt>, Error> {
-        self.run(guest, "list-prompts", options, |p, s| Box::pin(p.waygate_plugin_provider().call_list_prompts(s)))
-            .await
+    pub async fn list_prompts(
+        &self,
+        guest: &Arc<Guest>,
+        options: CallOptions,
+    ) -> Result<Vec<Prompt>, Error> {
+        self.run(guest, "list-prompts", options, |p, s| {
+            Box::pin(p.waygate_plugin_provider().call_list_prompts(s))
+        })
+        .await
     }
 
     /// Calls the guest's `list-resources` export.
@@ -219,9 +251,15 @@ impl Runtime {
     /// # Errors
     ///
     /// When the call hits a limit or traps.
-    pub async fn list_resources(&self, guest: &Arc<Guest>, options: CallOptions) -> Result<Vec<Resource>, Error> {
-        self.run(guest, "list-resources", options, |p, s| Box::pin(p.waygate_plugin_provider().call_list_resources(s)))
-            .await
+    pub async fn list_resources(
+        &self,
+        guest: &Arc<Guest>,
+        options: CallOptions,
+    ) -> Result<Vec<Resource>, Error> {
+        self.run(guest, "list-resources", options, |p, s| {
+            Box::pin(p.waygate_plugin_provider().call_list_resources(s))
+        })
+        .await
     }
 
     /// Runs one tool in a fresh instance. `Ok(Err(_))` is the plugin's own typed refusal.
@@ -257,7 +295,10 @@ impl Runtime {
                     plugin: guest.name.to_string(),
                     phase: "call-tool",
                     limit: Limit::ResultSize,
-                    value: format!("{} bytes, result was {size} bytes", guest.limits.result_bytes),
+                    value: format!(
+                        "{} bytes, result was {size} bytes",
+                        guest.limits.result_bytes
+                    ),
                 });
             }
         }
@@ -277,7 +318,11 @@ impl Runtime {
     ) -> Result<Result<Vec<ResourceContents>, ResourceError>, Error> {
         let uri = uri.to_owned();
         self.run(guest, "read-resource", options, move |p, s| {
-            Box::pin(async move { p.waygate_plugin_provider().call_read_resource(s, &uri).await })
+            Box::pin(async move {
+                p.waygate_plugin_provider()
+                    .call_read_resource(s, &uri)
+                    .await
+            })
         })
         .await
     }
@@ -296,7 +341,11 @@ impl Runtime {
     ) -> Result<Result<PromptResult, PromptError>, Error> {
         let name = name.to_owned();
         self.run(guest, "get-prompt", options, move |p, s| {
-            Box::pin(async move { p.waygate_plugin_provider().call_get_prompt(s, &name, &arguments).await })
+            Box::pin(async move {
+                p.waygate_plugin_provider()
+                    .call_get_prompt(s, &name, &arguments)
+                    .await
+            })
         })
         .await
     }
@@ -307,7 +356,13 @@ impl Runtime {
     /// yields back to tokio, so a busy plugin holds a worker thread for one tick at most, and
     /// the deadline is a `tokio::time::timeout` that also cancels a guest blocked in a host
     /// poll (a sleep). `benches/runtime.rs` measures this against sync wasmtime.
-    async fn run<R, F>(&self, guest: &Arc<Guest>, phase: &'static str, options: CallOptions, call: F) -> Result<R, Error>
+    async fn run<R, F>(
+        &self,
+        guest: &Arc<Guest>,
+        phase: &'static str,
+        options: CallOptions,
+        call: F,
+    ) -> Result<R, Error>
     where
         F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>,
     {
@@ -315,17 +370,26 @@ impl Runtime {
         let timeout = options
             .timeout
             .map_or(guest.limits.timeout(), |t| t.min(guest.limits.timeout()));
-        let _plugin_permit = acquire(&guest.permits, timeout, guest, phase, Limit::Concurrency).await?;
+        let _plugin_permit =
+            acquire(&guest.permits, timeout, guest, phase, Limit::Concurrency).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
-        let _pool_permit = acquire(&self.pool, remaining, guest, phase, Limit::InstancePool).await?;
+        let _pool_permit =
+            acquire(&self.pool, remaining, guest, phase, Limit::InstancePool).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
 
-        let state = HostStateBuilder::new(guest.name.clone(), guest.config_json.clone(), self.store.clone(), guest.limits)
-            .request_id(&options.request_id)
-            .build();
+        let state = HostStateBuilder::new(
+            guest.name.clone(),
+            guest.config_json.clone(),
+            self.store.clone(),
+            guest.limits,
+        )
+        .request_id(&options.request_id)
+        .build();
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_fuel(guest.limits.fuel).map_err(|e| host_error(phase, e))?;
+        store
+            .set_fuel(guest.limits.fuel)
+            .map_err(|e| host_error(phase, e))?;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
 
@@ -365,14 +429,28 @@ type CallFuture<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send
 
 /// Turns a failed call into the most specific error: a limit the limiter or the engine
 /// reports first, then a full output buffer, then the panic message, then the trap itself.
-fn classify(error: wasmtime::Error, state: &HostState, guest: &Guest, phase: &'static str, timeout: Duration) -> Error {
+fn classify(
+    error: wasmtime::Error,
+    state: &HostState,
+    guest: &Guest,
+    phase: &'static str,
+    timeout: Duration,
+) -> Error {
     let limits = &guest.limits;
-    let limit = state.limiter.hit.or_else(|| match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => Some(Limit::Fuel),
-        _ if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => Some(Limit::InstancePool),
-        _ if state.output.contents().len() as u64 >= limits.output_bytes => Some(Limit::Output),
-        _ => None,
-    });
+    let limit = state
+        .limiter
+        .hit
+        .or_else(|| match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => Some(Limit::Fuel),
+            _ if error
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some() =>
+            {
+                Some(Limit::InstancePool)
+            }
+            _ if state.output.contents().len() as u64 >= limits.output_bytes => Some(Limit::Output),
+            _ => None,
+        });
     if let Some(limit) = limit {
         let value = match limit {
             Limit::Fuel => limits.fuel.to_string(),
@@ -456,7 +534,9 @@ async fn acquire(
 fn content_size(content: &Content) -> usize {
     match content {
         Content::Text(text) | Content::Json(text) => text.len(),
-        Content::Image(binary) | Content::Audio(binary) => binary.data_base64.len() + binary.mime_type.len(),
+        Content::Image(binary) | Content::Audio(binary) => {
+            binary.data_base64.len() + binary.mime_type.len()
+        }
         Content::ResourceLink(link) => {
             link.uri.len()
                 + link.name.len()

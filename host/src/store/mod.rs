@@ -27,7 +27,9 @@ pub enum Error {
         reason: String,
     },
     /// A key-value write would exceed the plugin's quota.
-    #[error("key-value quota of {quota_bytes} bytes exceeded: the write needs {needed_bytes} bytes")]
+    #[error(
+        "key-value quota of {quota_bytes} bytes exceeded: the write needs {needed_bytes} bytes"
+    )]
     QuotaExceeded {
         /// The quota.
         quota_bytes: u64,
@@ -58,7 +60,8 @@ impl Store {
             reason,
         };
         let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| open_error(e.to_string()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| open_error(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -66,13 +69,17 @@ impl Store {
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
             .map_err(|e| open_error(e.to_string()))?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (statements are
         // atomic), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The value of `key` in `plugin`'s namespace.
@@ -97,7 +104,13 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::QuotaExceeded`], or [`Error::Sql`] when a statement fails.
-    pub fn kv_set(&self, plugin: &str, key: &str, value: &[u8], quota_bytes: u64) -> Result<(), Error> {
+    pub fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        quota_bytes: u64,
+    ) -> Result<(), Error> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let others: i64 = tx.query_row(
@@ -149,7 +162,9 @@ impl Store {
              ORDER BY CAST(key AS BLOB) LIMIT ?4",
         )?;
         let keys = statement
-            .query_map(params![plugin, prefix.len() as i64, prefix, limit], |row| row.get(0))?
+            .query_map(params![plugin, prefix.len() as i64, prefix, limit], |row| {
+                row.get(0)
+            })?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(keys)
     }
@@ -175,11 +190,20 @@ mod tests {
         let (_dir, store) = store();
         store.kv_set("a", "k", b"one", 1024).unwrap();
         store.kv_set("b", "k", b"two", 1024).unwrap();
-        assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some(&b"one"[..]));
-        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            store.kv_get("a", "k").unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        assert_eq!(
+            store.kv_get("b", "k").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
         assert!(store.kv_delete("a", "k").unwrap());
         assert!(!store.kv_delete("a", "k").unwrap());
-        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            store.kv_get("b", "k").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
     }
 
     #[test]
@@ -189,7 +213,10 @@ mod tests {
         // Replacing a value is judged by the new size, not the old plus the new.
         store.kv_set("p", "key", b"1234567", 10).unwrap();
         match store.kv_set("p", "other", b"x", 10) {
-            Err(Error::QuotaExceeded { quota_bytes: 10, needed_bytes: 16 }) => {}
+            Err(Error::QuotaExceeded {
+                quota_bytes: 10,
+                needed_bytes: 16,
+            }) => {}
             other => panic!("expected quota error, got {other:?}"),
         }
         assert_eq!(store.kv_get("p", "other").unwrap(), None);
@@ -201,8 +228,14 @@ mod tests {
         for key in ["note/2", "note/10", "other", "note/1"] {
             store.kv_set("p", key, b"", 1024).unwrap();
         }
-        assert_eq!(store.kv_list("p", "note/", 10).unwrap(), ["note/1", "note/10", "note/2"]);
-        assert_eq!(store.kv_list("p", "note/", 2).unwrap(), ["note/1", "note/10"]);
+        assert_eq!(
+            store.kv_list("p", "note/", 10).unwrap(),
+            ["note/1", "note/10", "note/2"]
+        );
+        assert_eq!(
+            store.kv_list("p", "note/", 2).unwrap(),
+            ["note/1", "note/10"]
+        );
         assert_eq!(store.kv_list("q", "", 10).unwrap(), Vec::<String>::new());
     }
 
@@ -210,7 +243,10 @@ mod tests {
     fn reopening_keeps_data_and_does_not_rerun_migrations() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("waygate.db");
-        Store::open(&path).unwrap().kv_set("p", "k", b"v", 100).unwrap();
+        Store::open(&path)
+            .unwrap()
+            .kv_set("p", "k", b"v", 100)
+            .unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.kv_get("p", "k").unwrap().as_deref(), Some(&b"v"[..]));
     }
@@ -219,7 +255,11 @@ mod tests {
     fn a_file_that_is_not_a_database_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("waygate.db");
-        std::fs::write(&path, b"this is not sqlite, just some text long enough to matter").unwrap();
+        std::fs::write(
+            &path,
+            b"this is not sqlite, just some text long enough to matter",
+        )
+        .unwrap();
         assert!(matches!(Store::open(&path), Err(Error::Open { .. })));
     }
 }
