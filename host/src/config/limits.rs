@@ -256,8 +256,10 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_the_key() {
-        let mut limits = PluginLimits::default();
-        limits.memory_mib = 4096;
+        let mut limits = PluginLimits {
+            memory_mib: 4096,
+            ..PluginLimits::default()
+        };
         assert!(limits.validate().unwrap_err().contains("memory_mib"));
         limits.memory_mib = 64;
         limits.fuel = 0;
