@@ -3,12 +3,14 @@
 //!
 //! A complete plugin with one tool:
 //!
-//! ```ignore
+//! ```no_run
 //! use waygate_plugin_sdk::prelude::*;
 //!
 //! #[derive(Deserialize, JsonSchema)]
-//! struct Args { /// The text to shout.
-//!     text: String }
+//! struct Args {
+//!     /// The text to shout.
+//!     text: String,
+//! }
 //!
 //! struct Shout;
 //! impl Plugin for Shout {
@@ -22,6 +24,7 @@
 //!     }
 //! }
 //! export_plugin!(Shout);
+//! # fn main() {}
 //! ```
 //!
 //! The host runs every call in a fresh instance: keep state in [`kv`], read settings with

@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use waygate::plugin::types::{
+pub use self::waygate::plugin::types::{
     BinaryContent, CallContext, CallError, Content, PluginMetadata, Prompt, PromptArgument,
     PromptError, PromptMessage, PromptResult, Resource, ResourceBody, ResourceContents,
     ResourceError, ResourceLink, Role, Tool, ToolHints, ToolResult,
