@@ -13,7 +13,6 @@ use crate::config::Limits;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::store::Store;
-use bytes_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -27,9 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Response bodies are whole buffers: every answer here is a small JSON document.
-mod bytes_body {
-    pub type Body = http_body_util::Full<hyper::body::Bytes>;
-}
+type Body = http_body_util::Full<hyper::body::Bytes>;
 
 /// What every request handler shares.
 pub struct AppState {

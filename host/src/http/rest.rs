@@ -57,7 +57,7 @@ fn service_info() -> Value {
 }
 
 fn health(state: &AppState) -> (StatusCode, Value) {
-    let database = match state.store.kv_get("", "") {
+    let database = match state.store.ping() {
         Ok(_) => "ok",
         Err(_) => "failing",
     };

@@ -110,18 +110,33 @@ impl Registry {
             }
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let mut paths = std::collections::HashMap::new();
         for (index, path) in packages.into_iter().enumerate() {
             let runtime = runtime.clone();
-            tasks.spawn(async move {
-                let result = load_plugin(&runtime, &path, defaults).await;
-                (index, path, result)
+            let task_path = path.clone();
+            let handle = tasks.spawn(async move {
+                let result = load_plugin(&runtime, &task_path, defaults).await;
+                (index, task_path, result)
             });
+            paths.insert(handle.id(), (index, path));
         }
         let mut results = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            // A load task only panics on a host bug; the package is then simply not loaded.
-            if let Ok(result) = joined {
-                results.push(result);
+        while let Some(joined) = tasks.join_next_with_id().await {
+            match joined {
+                Ok((_, result)) => results.push(result),
+                // A load task panics only on a host bug; report it like any failed load.
+                Err(error) => {
+                    if let Some((index, path)) = paths.remove(&error.id()) {
+                        let name = path
+                            .file_name()
+                            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                        results.push((
+                            index,
+                            path,
+                            Err((name, format!("loading failed inside the host: {error}"))),
+                        ));
+                    }
+                }
             }
         }
         results.sort_by_key(|(index, _, _)| *index);

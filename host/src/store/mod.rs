@@ -82,6 +82,16 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Runs a trivial query, for health checks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sql`] when the database does not answer.
+    pub fn ping(&self) -> Result<(), Error> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// The value of `key` in `plugin`'s namespace.
     ///
     /// # Errors
