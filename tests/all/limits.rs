@@ -50,6 +50,12 @@ async fn assert_limit(
     assert_ok_afterwards(env, registry).await;
 }
 
+/// A fresh hostile plugin with the manifest lines `extra`, then [`assert_limit`].
+async fn check_limit(extra: &str, tool: &str, args: serde_json::Value, limit: Limit, value: &str) {
+    let (env, registry) = hostile(extra).await;
+    assert_limit(&env, &registry, tool, args, limit, value).await;
+}
+
 async fn assert_ok_afterwards(env: &TestEnv, registry: &Registry) {
     let result = call(env, registry, "ok", json!({}))
         .await
@@ -60,8 +66,14 @@ async fn assert_ok_afterwards(env: &TestEnv, registry: &Registry) {
 
 #[tokio::test]
 async fn an_endless_loop_runs_out_of_fuel() {
-    let (env, registry) = hostile("[limits]\nfuel = 20000000").await;
-    assert_limit(&env, &registry, "spin", json!({}), Limit::Fuel, "20000000").await;
+    check_limit(
+        "[limits]\nfuel = 20000000",
+        "spin",
+        json!({}),
+        Limit::Fuel,
+        "20000000",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -118,24 +130,13 @@ async fn the_request_timeout_applies_when_smaller_than_the_plugins() {
 
 #[tokio::test]
 async fn a_memory_bomb_hits_the_memory_cap() {
-    let (env, registry) = hostile("").await;
-    assert_limit(
-        &env,
-        &registry,
-        "memory-bomb",
-        json!({}),
-        Limit::Memory,
-        "64 MiB",
-    )
-    .await;
+    check_limit("", "memory-bomb", json!({}), Limit::Memory, "64 MiB").await;
 }
 
 #[tokio::test]
 async fn the_memory_cap_follows_the_manifest() {
-    let (env, registry) = hostile("[limits]\nmemory_mib = 16").await;
-    assert_limit(
-        &env,
-        &registry,
+    check_limit(
+        "[limits]\nmemory_mib = 16",
         "memory-bomb",
         json!({}),
         Limit::Memory,
@@ -146,10 +147,8 @@ async fn the_memory_cap_follows_the_manifest() {
 
 #[tokio::test]
 async fn a_result_of_hundreds_of_megabytes_cannot_be_built() {
-    let (env, registry) = hostile("").await;
-    assert_limit(
-        &env,
-        &registry,
+    check_limit(
+        "",
         "big-result",
         json!({"mib": 300}),
         Limit::Memory,
@@ -160,10 +159,8 @@ async fn a_result_of_hundreds_of_megabytes_cannot_be_built() {
 
 #[tokio::test]
 async fn a_result_above_the_result_cap_is_refused() {
-    let (env, registry) = hostile("[limits]\nresult_bytes = 1048576").await;
-    assert_limit(
-        &env,
-        &registry,
+    check_limit(
+        "[limits]\nresult_bytes = 1048576",
         "big-result",
         json!({"mib": 4}),
         Limit::ResultSize,
@@ -174,10 +171,8 @@ async fn a_result_above_the_result_cap_is_refused() {
 
 #[tokio::test]
 async fn flooding_stdout_hits_the_output_cap() {
-    let (env, registry) = hostile("").await;
-    assert_limit(
-        &env,
-        &registry,
+    check_limit(
+        "",
         "flood-stdout",
         json!({"mib": 4}),
         Limit::Output,
