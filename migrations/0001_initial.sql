@@ -61,3 +61,10 @@ CREATE TABLE plugin_kv (
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (plugin, key)
 ) WITHOUT ROWID;
+
+-- Bytes of keys and values each plugin holds, kept in step with plugin_kv by the store in the
+-- same transaction, so a quota check reads one row instead of summing them all.
+CREATE TABLE plugin_kv_usage (
+    plugin TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -246,13 +246,15 @@ impl ToolResult {
         }
     }
 
-    /// A successful result of one JSON item (sent as structured content too).
+    /// A successful result of one JSON item; a value that cannot be serialized becomes a
+    /// tool error saying so.
     pub fn json(value: impl serde::Serialize) -> Self {
-        let value = serde_json::to_value(value)
-            .unwrap_or_else(|e| serde_json::Value::String(format!("unserializable result: {e}")));
-        Self {
-            content: vec![Content::Json(value)],
-            is_error: false,
+        match serde_json::to_value(value) {
+            Ok(value) => Self {
+                content: vec![Content::Json(value)],
+                is_error: false,
+            },
+            Err(e) => Self::error(format!("the tool's result cannot be serialized: {e}")),
         }
     }
 

@@ -49,7 +49,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Plugin instances alive at once across all plugins (process scope). Sizes the pooling
-    /// allocator; a call that finds the pool empty fails with a limit error.
+    /// allocator; a call that finds every slot busy waits for one until its deadline, then
+    /// fails with a limit error.
     /// Config `limits.instance_pool`, default [`DEFAULT_INSTANCE_POOL`].
     pub instance_pool: u32,
     /// Request body size (request scope); larger bodies get 413.
@@ -90,8 +91,9 @@ pub struct PluginLimits {
     /// instruction. Running out traps, reported as a fuel limit error.
     /// Default [`DEFAULT_PLUGIN_FUEL`].
     pub fuel: u64,
-    /// Wall-clock time of one call (call scope), enforced by epoch interruption and so
-    /// accurate to one [`EPOCH_TICK`]; the request's own timeout applies when smaller.
+    /// Wall-clock time of one call (call scope): a timeout around the call, which fires within
+    /// one [`EPOCH_TICK`] even for a busy guest because it yields every tick; the request's
+    /// own timeout applies when smaller.
     /// Default [`DEFAULT_PLUGIN_TIMEOUT_MS`].
     pub timeout_ms: u64,
     /// Calls of this plugin running at once (plugin scope). Further calls wait for a slot
@@ -142,6 +144,7 @@ impl PluginLimits {
             ("timeout_ms", self.timeout_ms),
             ("max_concurrency", u64::from(self.max_concurrency)),
             ("result_bytes", self.result_bytes),
+            ("output_bytes", self.output_bytes),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));

@@ -56,6 +56,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
+    /// 408 `TIMEOUT`.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", message)
+    }
+
     /// 405 `METHOD_NOT_ALLOWED`.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(
@@ -109,9 +114,7 @@ impl ApiError {
 impl From<registry::Error> for ApiError {
     fn from(error: registry::Error) -> Self {
         match error {
-            registry::Error::UnknownTool { .. } | registry::Error::UnknownPlugin { .. } => {
-                ApiError::not_found(error.to_string())
-            }
+            registry::Error::UnknownTool { .. } => ApiError::not_found(error.to_string()),
             registry::Error::InvalidArguments { tool, problems } => {
                 ApiError::invalid_request(format!("invalid arguments for tool {tool:?}"))
                     .with_details(json!({ "tool": tool, "problems": problems }))

@@ -28,6 +28,11 @@ use tokio::sync::Semaphore;
 /// Response bodies are whole buffers: every answer here is a small JSON document.
 type Body = http_body_util::Full<hyper::body::Bytes>;
 
+/// Time a client has to send a request's headers, on a new or a kept-alive connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to send a request's body once its headers are in.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What every request handler shares.
 pub struct AppState {
     /// The sandbox.
@@ -116,7 +121,11 @@ pub async fn serve(
             let state = state.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
         });
+        // A client gets HEADER_READ_TIMEOUT to send each request's headers; a silent or
+        // trickling connection is closed instead of holding one of the connection permits.
         let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -142,22 +151,27 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
     let request_id = state.next_request_id();
     let (parts, body) = request.into_parts();
     let limit = state.limits.max_body_bytes;
-    let body =
-        match http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return error_response(&ApiError::too_large(limit), &request_id);
-            }
-            Err(e) => {
-                return error_response(
-                    &ApiError::invalid_request(format!("cannot read body: {e}")),
-                    &request_id,
-                );
-            }
-        };
+    let read =
+        http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return error_response(&ApiError::too_large(limit), &request_id);
+        }
+        Ok(Err(e)) => {
+            return error_response(
+                &ApiError::invalid_request(format!("cannot read body: {e}")),
+                &request_id,
+            );
+        }
+        Err(_) => {
+            let message = format!(
+                "request body not received within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            );
+            return error_response(&ApiError::timeout(message), &request_id);
+        }
+    };
     let response = rest::route(state, &parts, &body, &request_id).await;
     let mut response = match response {
         Ok((status, json)) => json_response(status, &json),

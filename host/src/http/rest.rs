@@ -201,16 +201,13 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
             "timeout must be 1 to {MAX_EXECUTE_TIMEOUT_SECS} seconds, got {timeout}"
         )));
     }
-    let caller_id = request
-        .context
-        .as_ref()
-        .and_then(|c| c.get("user_id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    // `context.user_id` is the client's own claim; plugins are promised an authenticated
+    // caller id, so none is passed until requests carry a verified credential.
+    let _ = request.context;
     let options = CallOptions {
         request_id: request_id.to_owned(),
-        caller_id,
-        timeout: Some(Duration::from_secs(request.timeout.unwrap_or(30))),
+        caller_id: None,
+        timeout: request.timeout.map(Duration::from_secs),
     };
     let started = Instant::now();
     let registry = state.registry();
@@ -266,6 +263,19 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
             Ok(answer(
                 StatusCode::REQUEST_TIMEOUT,
                 "timeout",
+                Value::Null,
+                Value::String(error.to_string()),
+            ))
+        }
+        Err(crate::registry::Error::Runtime(error))
+            if matches!(
+                error.limit(),
+                Some(Limit::Concurrency | Limit::InstancePool)
+            ) =>
+        {
+            Ok(answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failed",
                 Value::Null,
                 Value::String(error.to_string()),
             ))

@@ -25,12 +25,6 @@ pub enum Error {
         /// The tool's name.
         tool: String,
     },
-    /// No loaded plugin has that name.
-    #[error("unknown plugin {plugin:?}")]
-    UnknownPlugin {
-        /// The plugin's name.
-        plugin: String,
-    },
     /// The arguments do not match the tool's input schema; nothing ran.
     #[error("invalid arguments for tool {tool:?}: {}", problems.join("; "))]
     InvalidArguments {
@@ -246,16 +240,20 @@ impl Registry {
         let (plugin, entry) = self.tool(tool).ok_or_else(|| Error::UnknownTool {
             tool: tool.to_owned(),
         })?;
+        // Each message quotes the offending value, so both their number and their length
+        // are capped: a hostile body must not turn into a larger error body.
         let problems: Vec<String> = entry
             .validator
             .iter_errors(arguments)
+            .take(MAX_REPORTED_PROBLEMS)
             .map(|e| {
                 let at = e.instance_path.to_string();
-                if at.is_empty() {
+                let message = if at.is_empty() {
                     e.to_string()
                 } else {
                     format!("{at}: {e}")
-                }
+                };
+                crate::runtime::truncate(message, MAX_PROBLEM_BYTES)
             })
             .collect();
         if !problems.is_empty() {
@@ -342,6 +340,13 @@ async fn load_plugin(
         .map(compile_tool)
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
+    let mut names = std::collections::BTreeSet::new();
+    if let Some(twice) = tools.iter().find(|t| !names.insert(t.tool.name.as_str())) {
+        return Err(fail(format!(
+            "the component lists tool {:?} twice",
+            twice.tool.name
+        )));
+    }
     let prompts = runtime
         .list_prompts(&guest, options())
         .await
@@ -379,6 +384,10 @@ fn validate_config(schema_json: &str, config: &Value) -> Result<(), String> {
         ))
     }
 }
+
+/// Schema problems reported for one call's arguments, and bytes kept of each message.
+const MAX_REPORTED_PROBLEMS: usize = 20;
+const MAX_PROBLEM_BYTES: usize = 300;
 
 /// Longest tool name accepted, in bytes (MCP's guidance for tool names).
 const MAX_TOOL_NAME_BYTES: usize = 128;

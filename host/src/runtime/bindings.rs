@@ -7,8 +7,10 @@ wasmtime::component::bindgen!({
     world: "plugin",
     // Exports are called asynchronously so a call can be cancelled at its deadline even
     // while the guest waits in a host poll, and a busy guest yields its thread every epoch
-    // tick. The host's own imports stay synchronous: none of them waits on the network, and
-    // the key-value statements are short SQLite transactions.
+    // tick. The key-value imports are async too: their SQLite work runs on the blocking pool,
+    // so a plugin hammering its store holds no tokio worker and its deadline still fires.
+    // `log` and `config` touch no IO and stay synchronous.
+    imports: { "waygate:plugin/kv": async },
     exports: { default: async },
 });
 

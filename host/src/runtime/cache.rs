@@ -5,7 +5,9 @@
 
 use ring::digest::{SHA256, digest};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -38,7 +40,7 @@ impl ComponentCache {
     /// When the directory cannot be created.
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> std::io::Result<Self> {
         if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir)?;
+            create_private_dir(dir)?;
         }
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -114,22 +116,85 @@ fn verified_payload(bytes: &[u8]) -> Option<&[u8]> {
     (digest(&SHA256, payload).as_ref() == expected).then_some(payload)
 }
 
-/// Writes the entry atomically (temporary file, then rename) so a crash mid-write leaves
-/// either the old entry or none, never a torn one.
+/// Creates the cache directory readable and writable by this user alone, and refuses one
+/// that others can write: whoever writes here chooses native code the host will run.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let metadata = std::fs::metadata(dir)?;
+        // `/proc/self` belongs to the process's effective user (Linux); elsewhere only the
+        // mode is checked.
+        let foreign_owner =
+            std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() != metadata.uid());
+        if metadata.permissions().mode() & 0o022 != 0 || foreign_owner {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} must be owned by this user and not writable by group or others (chmod 700)",
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Writes the entry atomically (a temporary file unique to this write, synced, then renamed)
+/// so a crash or a concurrent load of the same component leaves the old entry, the new one,
+/// or none, never a torn one.
 fn store(path: &Path, component: &Component) -> wasmtime::Result<()> {
     let payload = component.serialize()?;
     let mut bytes = Vec::with_capacity(DIGEST_LEN + payload.len());
     bytes.extend_from_slice(digest(&SHA256, &payload).as_ref());
     bytes.extend_from_slice(&payload);
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(wasmtime::Error::new)?;
-    std::fs::rename(&tmp, path).map_err(wasmtime::Error::new)?;
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let unique = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{unique}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(wasmtime::Error::new(e));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let engine = Engine::default();
+        ComponentCache::new(&engine, Some(cache.clone())).unwrap();
+        assert_eq!(
+            std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = ComponentCache::new(&engine, Some(cache)).unwrap_err();
+        assert!(error.to_string().contains("chmod 700"), "{error}");
+    }
 
     #[test]
     fn payload_with_a_wrong_digest_is_refused() {

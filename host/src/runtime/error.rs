@@ -96,7 +96,8 @@ pub enum Error {
         /// What happened.
         message: String,
     },
-    /// The blocking thread running the call failed; a host bug, never the guest's doing.
+    /// The host could not set up or run the call (engine set-up, cache directory); never the
+    /// guest's doing.
     #[error("plugin {plugin}: host failure during {phase}: {message}")]
     Host {
         /// The plugin's name.

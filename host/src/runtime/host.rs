@@ -22,6 +22,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
 /// Longest key the key-value store accepts, in bytes.
 const MAX_KV_KEY_BYTES: usize = 512;
+/// Most bytes one `get-random-bytes` call may ask for (WASI's default is 64 MiB of host memory).
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+/// Most live WASI handles (streams, pollables) per call; each costs host memory outside the
+/// guest's memory cap.
+const MAX_RESOURCE_HANDLES: usize = 10_000;
+/// Most fields per log line, and bytes per field key or value.
+const MAX_LOG_FIELDS: usize = 32;
+const MAX_LOG_FIELD_BYTES: usize = 1024;
 /// Field the SDK sets on the log line it writes from its panic hook.
 const PANIC_FIELD: &str = "waygate.panic";
 
@@ -102,10 +110,13 @@ impl HostStateBuilder {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCE_HANDLES);
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: CallLimiter::new(self.limits.memory_bytes()),
             output,
             plugin: self.plugin,
@@ -133,6 +144,9 @@ impl WasiView for HostState {
 /// names it (a bare failed `memory.grow` would surface as an anonymous `unreachable`).
 pub(super) struct CallLimiter {
     memory_bytes: usize,
+    /// Bytes of all the instance's linear memories together: a component may have several,
+    /// and the cap is for the instance, not for each memory.
+    memory_in_use: usize,
     pub(super) hit: Option<Limit>,
 }
 
@@ -140,6 +154,7 @@ impl CallLimiter {
     fn new(memory_bytes: usize) -> Self {
         Self {
             memory_bytes,
+            memory_in_use: 0,
             hit: None,
         }
     }
@@ -153,14 +168,18 @@ pub(super) struct LimitReached(pub(super) Limit);
 impl wasmtime::ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        let in_use = self
+            .memory_in_use
+            .saturating_add(desired.saturating_sub(current));
+        if in_use > self.memory_bytes {
             self.hit = Some(Limit::Memory);
             return Err(wasmtime::Error::new(LimitReached(Limit::Memory)));
         }
+        self.memory_in_use = in_use;
         Ok(true)
     }
 
@@ -199,38 +218,62 @@ impl log::Host for HostState {
             return;
         }
         if self.log_budget == 0 {
-            self.logs_dropped += 1;
+            self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
         }
         self.log_budget -= 1;
-        let message = truncate(message, MAX_LOG_MESSAGE_BYTES);
-        let fields = if fields.is_empty() {
-            String::new()
-        } else {
-            fields
-                .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+        let level = match level {
+            log::Level::Trace => tracing::Level::TRACE,
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
         };
+        if !plugin_log_enabled(level) {
+            return;
+        }
+        let message = truncate(message, MAX_LOG_MESSAGE_BYTES);
+        let fields = fields
+            .into_iter()
+            .take(MAX_LOG_FIELDS)
+            .map(|(k, v)| {
+                format!(
+                    "{}={:?}",
+                    truncate(k, MAX_LOG_FIELD_BYTES).escape_debug(),
+                    truncate(v, MAX_LOG_FIELD_BYTES)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         let (plugin, request_id) = (&*self.plugin, &*self.request_id);
         match level {
-            log::Level::Trace => {
+            tracing::Level::TRACE => {
                 tracing::trace!(target: "plugin", plugin, request_id, fields, "{message}")
             }
-            log::Level::Debug => {
+            tracing::Level::DEBUG => {
                 tracing::debug!(target: "plugin", plugin, request_id, fields, "{message}")
             }
-            log::Level::Info => {
+            tracing::Level::INFO => {
                 tracing::info!(target: "plugin", plugin, request_id, fields, "{message}")
             }
-            log::Level::Warn => {
+            tracing::Level::WARN => {
                 tracing::warn!(target: "plugin", plugin, request_id, fields, "{message}")
             }
-            log::Level::Error => {
+            tracing::Level::ERROR => {
                 tracing::error!(target: "plugin", plugin, request_id, fields, "{message}")
             }
         }
+    }
+}
+
+/// Whether the host's filter keeps plugin lines at `level`, checked before any formatting.
+fn plugin_log_enabled(level: tracing::Level) -> bool {
+    match level {
+        tracing::Level::TRACE => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
+        tracing::Level::DEBUG => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
+        tracing::Level::INFO => tracing::enabled!(target: "plugin", tracing::Level::INFO),
+        tracing::Level::WARN => tracing::enabled!(target: "plugin", tracing::Level::WARN),
+        tracing::Level::ERROR => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
     }
 }
 
@@ -241,27 +284,48 @@ impl config::Host for HostState {
 }
 
 impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
         check_key(&key)?;
-        self.store.kv_get(&self.plugin, &key).map_err(kv_error)
+        let plugin = self.plugin.clone();
+        on_blocking_pool(self.store.clone(), move |store| store.kv_get(&plugin, &key)).await
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::KvError> {
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::KvError> {
         check_key(&key)?;
-        self.store
-            .kv_set(&self.plugin, &key, &value, self.kv_quota_bytes)
-            .map_err(kv_error)
+        let (plugin, quota) = (self.plugin.clone(), self.kv_quota_bytes);
+        on_blocking_pool(self.store.clone(), move |store| {
+            store.kv_set(&plugin, &key, &value, quota)
+        })
+        .await
     }
 
-    fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
+    async fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
         check_key(&key)?;
-        self.store.kv_delete(&self.plugin, &key).map_err(kv_error)
+        let plugin = self.plugin.clone();
+        on_blocking_pool(self.store.clone(), move |store| {
+            store.kv_delete(&plugin, &key)
+        })
+        .await
     }
 
-    fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, kv::KvError> {
-        self.store
-            .kv_list(&self.plugin, &prefix, limit)
-            .map_err(kv_error)
+    async fn list_keys(&mut self, prefix: String, limit: u32) -> Result<Vec<String>, kv::KvError> {
+        let plugin = self.plugin.clone();
+        on_blocking_pool(self.store.clone(), move |store| {
+            store.kv_list(&plugin, &prefix, limit)
+        })
+        .await
+    }
+}
+
+/// Runs a store operation on tokio's blocking pool. If the call's deadline fires while it
+/// waits, the statement still finishes (SQLite keeps it atomic) but nobody waits for it.
+async fn on_blocking_pool<T: Send + 'static>(
+    store: Arc<Store>,
+    operation: impl FnOnce(&Store) -> Result<T, store::Error> + Send + 'static,
+) -> Result<T, kv::KvError> {
+    match tokio::task::spawn_blocking(move || operation(&store)).await {
+        Ok(result) => result.map_err(kv_error),
+        Err(e) => Err(kv::KvError::StoreFailed(format!("store task failed: {e}"))),
     }
 }
 
@@ -288,7 +352,7 @@ fn kv_error(error: store::Error) -> kv::KvError {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
-pub(super) fn truncate(mut text: String, max: usize) -> String {
+pub fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

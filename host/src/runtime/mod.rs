@@ -16,7 +16,7 @@ pub use bindings::{
 };
 pub use cache::{CacheOutcome, content_hash};
 pub use error::{Error, Limit};
-pub use host::{HostState, HostStateBuilder};
+pub use host::{HostState, HostStateBuilder, truncate};
 
 use crate::config::limits::{
     EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE, MAX_PLUGIN_MEMORY_MIB,

@@ -3,7 +3,7 @@
 //! SQL exists outside this module.
 //! Limits: [`crate::config::PluginLimits::kv_quota_bytes`] is checked here, atomically with the write.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use std::path::Path;
 use std::sync::Mutex;
@@ -109,7 +109,8 @@ impl Store {
     }
 
     /// Stores `value` under `key` unless `plugin`'s keys and values would then take more
-    /// than `quota_bytes`; the check and the write are one transaction.
+    /// than `quota_bytes`. The check and the write are one immediate transaction, so two
+    /// writers (two calls, or the server and the CLI) cannot both pass the check.
     ///
     /// # Errors
     ///
@@ -121,15 +122,19 @@ impl Store {
         value: &[u8],
         quota_bytes: u64,
     ) -> Result<(), Error> {
+        let entry_bytes = (key.len() + value.len()) as u64;
+        if entry_bytes > quota_bytes {
+            // Hopeless whatever the store holds: refuse without taking the lock.
+            return Err(Error::QuotaExceeded {
+                quota_bytes,
+                needed_bytes: entry_bytes,
+            });
+        }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let others: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0)
-             FROM plugin_kv WHERE plugin = ?1 AND key <> ?2",
-            params![plugin, key],
-            |row| row.get(0),
-        )?;
-        let needed_bytes = others.unsigned_abs() + (key.len() + value.len()) as u64;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let replaced = entry_size(&tx, plugin, key)?;
+        let usage = usage(&tx, plugin)?;
+        let needed_bytes = usage - replaced + entry_bytes;
         if needed_bytes > quota_bytes {
             return Err(Error::QuotaExceeded {
                 quota_bytes,
@@ -142,6 +147,7 @@ impl Store {
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
             params![plugin, key, value],
         )?;
+        set_usage(&tx, plugin, needed_bytes)?;
         tx.commit()?;
         Ok(())
     }
@@ -150,16 +156,26 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Sql`] when the statement fails.
+    /// [`Error::Sql`] when a statement fails.
     pub fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, Error> {
-        let removed = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed_bytes = entry_size(&tx, plugin, key)?;
+        let removed = tx.execute(
             "DELETE FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
             params![plugin, key],
         )?;
+        if removed > 0 {
+            let usage = usage(&tx, plugin)?;
+            set_usage(&tx, plugin, usage.saturating_sub(removed_bytes))?;
+        }
+        tx.commit()?;
         Ok(removed > 0)
     }
 
-    /// Up to `limit` keys of `plugin` starting with `prefix`, in byte order.
+    /// Up to `limit` keys of `plugin` starting with `prefix`, in byte order. Keys compare
+    /// bytewise (SQLite's BINARY collation), so the prefixed keys are one contiguous run of
+    /// the primary key from `prefix` on: the scan stops at the first key past it.
     ///
     /// # Errors
     ///
@@ -167,17 +183,53 @@ impl Store {
     pub fn kv_list(&self, plugin: &str, prefix: &str, limit: u32) -> Result<Vec<String>, Error> {
         let conn = self.conn();
         let mut statement = conn.prepare_cached(
-            "SELECT key FROM plugin_kv
-             WHERE plugin = ?1 AND substr(CAST(key AS BLOB), 1, ?2) = CAST(?3 AS BLOB)
-             ORDER BY CAST(key AS BLOB) LIMIT ?4",
+            "SELECT key FROM plugin_kv WHERE plugin = ?1 AND key >= ?2 ORDER BY key",
         )?;
-        let keys = statement
-            .query_map(params![plugin, prefix.len() as i64, prefix, limit], |row| {
-                row.get(0)
-            })?
-            .collect::<Result<Vec<String>, _>>()?;
+        let mut rows = statement.query(params![plugin, prefix])?;
+        let mut keys = Vec::new();
+        while keys.len() < limit as usize {
+            let Some(row) = rows.next()? else { break };
+            let key: String = row.get(0)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            keys.push(key);
+        }
         Ok(keys)
     }
+}
+
+/// Bytes the entry `key` takes now (key plus value), 0 when absent.
+fn entry_size(tx: &rusqlite::Transaction<'_>, plugin: &str, key: &str) -> Result<u64, Error> {
+    let size: Option<i64> = tx
+        .query_row(
+            "SELECT length(CAST(key AS BLOB)) + length(value) FROM plugin_kv
+             WHERE plugin = ?1 AND key = ?2",
+            params![plugin, key],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(size.map_or(0, i64::unsigned_abs))
+}
+
+fn usage(tx: &rusqlite::Transaction<'_>, plugin: &str) -> Result<u64, Error> {
+    let bytes: Option<i64> = tx
+        .query_row(
+            "SELECT bytes FROM plugin_kv_usage WHERE plugin = ?1",
+            params![plugin],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(bytes.map_or(0, i64::unsigned_abs))
+}
+
+fn set_usage(tx: &rusqlite::Transaction<'_>, plugin: &str, bytes: u64) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO plugin_kv_usage (plugin, bytes) VALUES (?1, ?2)
+         ON CONFLICT (plugin) DO UPDATE SET bytes = excluded.bytes",
+        params![plugin, i64::try_from(bytes).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -230,6 +282,17 @@ mod tests {
             other => panic!("expected quota error, got {other:?}"),
         }
         assert_eq!(store.kv_get("p", "other").unwrap(), None);
+        // Deleting gives the bytes back.
+        assert!(store.kv_delete("p", "key").unwrap());
+        store.kv_set("p", "other", b"x", 10).unwrap();
+        // An entry larger than the whole quota is refused outright.
+        assert!(matches!(
+            store.kv_set("p", "huge", &[0; 20], 10),
+            Err(Error::QuotaExceeded {
+                needed_bytes: 24,
+                ..
+            })
+        ));
     }
 
     #[test]
