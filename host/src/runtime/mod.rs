@@ -97,6 +97,27 @@ impl Guest {
     pub fn config_json(&self) -> &str {
         &self.config_json
     }
+
+    /// The error for `limit`, naming the value in force; `timeout` is the call's deadline.
+    fn limit_exceeded(&self, phase: &'static str, limit: Limit, timeout: Duration) -> Error {
+        let limits = &self.limits;
+        let value = match limit {
+            Limit::Fuel => limits.fuel.to_string(),
+            Limit::WallTime => format!("{} ms", timeout.as_millis()),
+            Limit::Memory => format!("{} MiB", limits.memory_mib),
+            Limit::TableElements => MAX_TABLE_ELEMENTS.to_string(),
+            Limit::Output => format!("{} bytes", limits.output_bytes),
+            Limit::ResultSize => format!("{} bytes", limits.result_bytes),
+            Limit::Concurrency => limits.max_concurrency.to_string(),
+            Limit::InstancePool => "all instance slots busy".to_owned(),
+        };
+        Error::LimitExceeded {
+            plugin: self.name.to_string(),
+            phase,
+            limit,
+            value,
+        }
+    }
 }
 
 /// The wasmtime engine and everything shared by all plugins.
@@ -291,15 +312,12 @@ impl Runtime {
         if let Ok(result) = &outcome {
             let size: usize = result.content.iter().map(content_size).sum();
             if size as u64 > guest.limits.result_bytes {
-                return Err(Error::LimitExceeded {
-                    plugin: guest.name.to_string(),
-                    phase: "call-tool",
-                    limit: Limit::ResultSize,
-                    value: format!(
-                        "{} bytes, result was {size} bytes",
-                        guest.limits.result_bytes
-                    ),
-                });
+                let mut error =
+                    guest.limit_exceeded("call-tool", Limit::ResultSize, Duration::ZERO);
+                if let Error::LimitExceeded { value, .. } = &mut error {
+                    value.push_str(&format!(", result was {size} bytes"));
+                }
+                return Err(error);
             }
         }
         Ok(outcome)
@@ -414,12 +432,7 @@ impl Runtime {
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(error, &state, guest, phase, timeout)),
-            Err(_elapsed) => Err(Error::LimitExceeded {
-                plugin: guest.name.to_string(),
-                phase,
-                limit: Limit::WallTime,
-                value: format!("{} ms", timeout.as_millis()),
-            }),
+            Err(_elapsed) => Err(guest.limit_exceeded(phase, Limit::WallTime, timeout)),
         }
     }
 }
@@ -452,22 +465,7 @@ fn classify(
             _ => None,
         });
     if let Some(limit) = limit {
-        let value = match limit {
-            Limit::Fuel => limits.fuel.to_string(),
-            Limit::WallTime => format!("{} ms", timeout.as_millis()),
-            Limit::Memory => format!("{} MiB", limits.memory_mib),
-            Limit::TableElements => MAX_TABLE_ELEMENTS.to_string(),
-            Limit::Output => format!("{} bytes", limits.output_bytes),
-            Limit::ResultSize => format!("{} bytes", limits.result_bytes),
-            Limit::Concurrency => limits.max_concurrency.to_string(),
-            Limit::InstancePool => "pool exhausted".to_owned(),
-        };
-        return Error::LimitExceeded {
-            plugin: guest.name.to_string(),
-            phase,
-            limit,
-            value,
-        };
+        return guest.limit_exceeded(phase, limit, timeout);
     }
     let message = match &state.panic_message {
         Some(panic) => format!("plugin panicked: {panic}"),
@@ -511,15 +509,6 @@ async fn acquire(
     phase: &'static str,
     limit: Limit,
 ) -> Result<OwnedSemaphorePermit, Error> {
-    let exceeded = || Error::LimitExceeded {
-        plugin: guest.name.to_string(),
-        phase,
-        limit,
-        value: match limit {
-            Limit::Concurrency => guest.limits.max_concurrency.to_string(),
-            _ => "all instance slots busy".to_owned(),
-        },
-    };
     // The uncontended case takes no timer.
     if let Ok(permit) = semaphore.clone().try_acquire_owned() {
         return Ok(permit);
@@ -527,7 +516,7 @@ async fn acquire(
     match tokio::time::timeout(wait, semaphore.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         // The semaphores are never closed; a closed one can only mean shutdown.
-        Ok(Err(_)) | Err(_) => Err(exceeded()),
+        Ok(Err(_)) | Err(_) => Err(guest.limit_exceeded(phase, limit, wait)),
     }
 }
 
