@@ -461,7 +461,13 @@ fn classify(
             {
                 Some(Limit::InstancePool)
             }
-            _ if state.output.contents().len() as u64 >= limits.output_bytes => Some(Limit::Output),
+            // A full buffer closes the streams; a single write past the space left traps
+            // inside the pipe instead, which names itself in the message.
+            _ if state.output.contents().len() as u64 >= limits.output_bytes
+                || error.root_cause().to_string().contains("MemoryOutputPipe") =>
+            {
+                Some(Limit::Output)
+            }
             _ => None,
         });
     if let Some(limit) = limit {
