@@ -46,6 +46,11 @@ const MAX_OUTPUT_LOG_LINES: usize = 200;
 /// memset than it saved in page faults.
 const KEEP_RESIDENT_BYTES: usize = 128 << 10;
 
+/// Bytes of each fiber stack kept resident. Smaller than for memories: every async call
+/// takes two fibers (instantiate, then call), each reset on return, and a small call touches
+/// only the top few pages of its stack.
+const STACK_KEEP_RESIDENT_BYTES: usize = 16 << 10;
+
 /// Freed pool slots decommitted together; see `engine_config`.
 const DECOMMIT_BATCH: usize = 32;
 
@@ -578,7 +583,7 @@ fn engine_config(limits: &Limits) -> Config {
         // Freed slots are returned to the OS in batches: one madvise round (and one TLB
         // shootdown across cores) per batch instead of per call.
         .decommit_batch_size(DECOMMIT_BATCH)
-        .async_stack_keep_resident(KEEP_RESIDENT_BYTES)
+        .async_stack_keep_resident(STACK_KEEP_RESIDENT_BYTES)
         // Where the kernel supports PAGEMAP_SCAN (Linux 6.7+), reset only the pages a call
         // dirtied, keeping them resident; elsewhere this quietly falls back to madvise.
         .pagemap_scan(wasmtime::Enabled::Auto);
