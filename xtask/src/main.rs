@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         "plugins" => build_plugins().map(|_| ()),
-        "run" => build_plugins().and_then(|_| run_server(rest)),
+        "run" => build_plugins().and_then(|plugins| run_server(&plugins, rest)),
         "test" => build_plugins().and_then(|_| run_tests(rest)),
         "bench" => build_plugins().and_then(|_| run_benches(rest)),
         "tidy" => tidy::check(&root()).map_err(|problems| problems.join("\n")),
@@ -199,12 +199,21 @@ fn copy(from: &Path, to: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
-fn run_server(args: &[String]) -> Result<(), String> {
+/// Runs the server on the plugins just built, unless the arguments name other plugins.
+fn run_server(plugins: &Path, args: &[String]) -> Result<(), String> {
     let args = args.strip_prefix(&["--".to_owned()]).unwrap_or(args);
-    run(cargo()
+    let mut command = cargo();
+    command
         .current_dir(root())
-        .args(["run", "--release", "-p", "waygate", "--", "serve"])
-        .args(args))
+        .args(["run", "--release", "-p", "waygate", "--", "serve"]);
+    let plugins_given = args
+        .iter()
+        .any(|a| a == "--plugins" || a.starts_with("--plugins="))
+        || std::env::var_os("WAYGATE_PLUGINS").is_some();
+    if !plugins_given {
+        command.arg("--plugins").arg(plugins);
+    }
+    run(command.args(args))
 }
 
 fn run_tests(args: &[String]) -> Result<(), String> {
