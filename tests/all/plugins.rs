@@ -198,3 +198,24 @@ async fn the_javascript_plugin_answers_and_refuses_bad_patterns() {
         "{bad:?}"
     );
 }
+
+#[tokio::test]
+async fn a_config_that_breaks_the_plugins_schema_keeps_only_that_plugin_out() {
+    let env = TestEnv::new();
+    env.add("echo", &crate::support::example("echo"), "");
+    env.add(
+        "data-processor",
+        &crate::support::example("data-processor"),
+        "[config]\nmax_input_bytes = \"lots\"",
+    );
+    let registry = env.registry().await;
+    assert!(registry.plugin("echo").is_some());
+    assert!(registry.plugin("data-processor").is_none());
+    let failure = &registry.failures()[0];
+    assert_eq!(failure.plugin, "data-processor");
+    assert!(
+        failure.reason.contains("[config]") && failure.reason.contains("max_input_bytes"),
+        "{}",
+        failure.reason
+    );
+}
