@@ -181,8 +181,10 @@ struct ExecuteRequest {
     action: String,
     #[serde(default = "empty_object")]
     params: Value,
-    #[serde(default)]
-    context: Option<Value>,
+    /// The spec's execution context. Accepted but not passed on: `user_id` in it is the
+    /// client's own claim, and plugins are promised an authenticated caller id.
+    #[serde(default, rename = "context")]
+    _context: Option<Value>,
     #[serde(default)]
     timeout: Option<u64>,
 }
@@ -201,9 +203,6 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
             "timeout must be 1 to {MAX_EXECUTE_TIMEOUT_SECS} seconds, got {timeout}"
         )));
     }
-    // `context.user_id` is the client's own claim; plugins are promised an authenticated
-    // caller id, so none is passed until requests carry a verified credential.
-    let _ = request.context;
     let options = CallOptions {
         request_id: request_id.to_owned(),
         caller_id: None,
