@@ -104,8 +104,9 @@ pub struct PluginLimits {
     /// streams close; a call that then fails is reported as an output limit error.
     /// Default [`DEFAULT_PLUGIN_OUTPUT_BYTES`].
     pub output_bytes: u64,
-    /// Encoded size of one call's result (call scope); a larger result is discarded and the
-    /// call fails with a result size error. Default [`DEFAULT_PLUGIN_RESULT_BYTES`].
+    /// Size of what one call returns to the client (call scope): a tool result, a resource
+    /// read or a rendered prompt; a larger one is discarded and the call fails with a result
+    /// size error. Default [`DEFAULT_PLUGIN_RESULT_BYTES`].
     pub result_bytes: u64,
     /// Bytes of keys and values in the plugin's key-value store (plugin scope, persistent).
     /// A write past it returns the WIT `quota-exceeded` error to the plugin.

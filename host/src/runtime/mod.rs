@@ -103,6 +103,18 @@ impl Guest {
         &self.config_json
     }
 
+    /// Refuses a result larger than [`PluginLimits::result_bytes`].
+    fn check_result_size(&self, phase: &'static str, size: usize) -> Result<(), Error> {
+        if size as u64 <= self.limits.result_bytes {
+            return Ok(());
+        }
+        let mut error = self.limit_exceeded(phase, Limit::ResultSize, Duration::ZERO);
+        if let Error::LimitExceeded { value, .. } = &mut error {
+            value.push_str(&format!(", result was {size} bytes"));
+        }
+        Err(error)
+    }
+
     /// The error for `limit`, naming the value in force; `timeout` is the call's deadline.
     fn limit_exceeded(&self, phase: &'static str, limit: Limit, timeout: Duration) -> Error {
         let limits = &self.limits;
@@ -315,15 +327,7 @@ impl Runtime {
             })
             .await?;
         if let Ok(result) = &outcome {
-            let size: usize = result.content.iter().map(content_size).sum();
-            if size as u64 > guest.limits.result_bytes {
-                let mut error =
-                    guest.limit_exceeded("call-tool", Limit::ResultSize, Duration::ZERO);
-                if let Error::LimitExceeded { value, .. } = &mut error {
-                    value.push_str(&format!(", result was {size} bytes"));
-                }
-                return Err(error);
-            }
+            guest.check_result_size("call-tool", result.content.iter().map(content_size).sum())?;
         }
         Ok(outcome)
     }
@@ -340,14 +344,28 @@ impl Runtime {
         options: CallOptions,
     ) -> Result<Result<Vec<ResourceContents>, ResourceError>, Error> {
         let uri = uri.to_owned();
-        self.run(guest, "read-resource", options, move |p, s| {
-            Box::pin(async move {
-                p.waygate_plugin_provider()
-                    .call_read_resource(s, &uri)
-                    .await
+        let outcome = self
+            .run(guest, "read-resource", options, move |p, s| {
+                Box::pin(async move {
+                    p.waygate_plugin_provider()
+                        .call_read_resource(s, &uri)
+                        .await
+                })
             })
-        })
-        .await
+            .await?;
+        if let Ok(items) = &outcome {
+            let size = items
+                .iter()
+                .map(|item| {
+                    item.uri.len()
+                        + match &item.body {
+                            ResourceBody::Text(text) | ResourceBody::BlobBase64(text) => text.len(),
+                        }
+                })
+                .sum();
+            guest.check_result_size("read-resource", size)?;
+        }
+        Ok(outcome)
     }
 
     /// Renders one prompt in a fresh instance.
@@ -363,14 +381,24 @@ impl Runtime {
         options: CallOptions,
     ) -> Result<Result<PromptResult, PromptError>, Error> {
         let name = name.to_owned();
-        self.run(guest, "get-prompt", options, move |p, s| {
-            Box::pin(async move {
-                p.waygate_plugin_provider()
-                    .call_get_prompt(s, &name, &arguments)
-                    .await
+        let outcome = self
+            .run(guest, "get-prompt", options, move |p, s| {
+                Box::pin(async move {
+                    p.waygate_plugin_provider()
+                        .call_get_prompt(s, &name, &arguments)
+                        .await
+                })
             })
-        })
-        .await
+            .await?;
+        if let Ok(prompt) = &outcome {
+            let size = prompt
+                .messages
+                .iter()
+                .map(|m| content_size(&m.content))
+                .sum();
+            guest.check_result_size("get-prompt", size)?;
+        }
+        Ok(outcome)
     }
 
     /// Runs `call` against a fresh store and instance of `guest`, under every limit.
