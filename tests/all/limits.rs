@@ -239,21 +239,25 @@ async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
     let (busy_env, busy_registry) = (env.clone(), registry.clone());
     let busy =
         tokio::spawn(async move { call(&busy_env, &busy_registry, "spin", json!({})).await });
-    // Give the spinning call time to take the only slot.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let waiting = CallOptions {
         timeout: Some(Duration::from_millis(100)),
         ..options()
     };
-    match registry
-        .call_tool(&env.runtime, "ok", &json!({}), waiting)
-        .await
-    {
-        Err(Error::Runtime(error)) => {
-            assert_eq!(error.limit(), Some(Limit::Concurrency), "{error}");
-            assert!(error.to_string().contains("max_concurrency = 1"), "{error}");
+    // Until the spinning call has taken the only slot, `ok` still gets through; retry until
+    // it waits in vain, which the spin's one-second deadline leaves ample time for.
+    loop {
+        match registry
+            .call_tool(&env.runtime, "ok", &json!({}), waiting.clone())
+            .await
+        {
+            Ok(Ok(_)) if !busy.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(Error::Runtime(error)) => {
+                assert_eq!(error.limit(), Some(Limit::Concurrency), "{error}");
+                assert!(error.to_string().contains("max_concurrency = 1"), "{error}");
+                break;
+            }
+            other => panic!("expected the concurrency limit, got {other:?}"),
         }
-        other => panic!("expected the concurrency limit, got {other:?}"),
     }
     let busy = busy.await.expect("task");
     assert!(
