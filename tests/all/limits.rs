@@ -267,6 +267,45 @@ async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
     assert_ok_afterwards(&env, &registry).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_makes_calls_wait_then_fail() {
+    let env = TestEnv::with_limits(waygate::config::Limits {
+        instance_pool: 1,
+        ..crate::support::test_limits()
+    });
+    env.add(
+        "hostile",
+        &fixture("hostile"),
+        "[limits]\ntimeout_ms = 1000",
+    );
+    let registry = std::sync::Arc::new(env.registry().await);
+    let env = std::sync::Arc::new(env);
+    let (busy_env, busy_registry) = (env.clone(), registry.clone());
+    let busy =
+        tokio::spawn(async move { call(&busy_env, &busy_registry, "spin", json!({})).await });
+    let waiting = CallOptions {
+        timeout: Some(Duration::from_millis(100)),
+        ..options()
+    };
+    loop {
+        match registry
+            .call_tool(&env.runtime, "ok", &json!({}), waiting.clone())
+            .await
+        {
+            Ok(Ok(_)) if !busy.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(Error::Runtime(error)) => {
+                assert_eq!(error.limit(), Some(Limit::InstancePool), "{error}");
+                break;
+            }
+            other => panic!("expected the instance pool limit, got {other:?}"),
+        }
+    }
+    busy.await
+        .expect("task")
+        .expect_err("the spin ends at its deadline");
+    assert_ok_afterwards(&env, &registry).await;
+}
+
 #[tokio::test]
 async fn arguments_that_break_the_schema_never_reach_the_plugin() {
     let (env, registry) = hostile("").await;

@@ -76,11 +76,18 @@ impl TestEnv {
     }
 
     pub fn with_cache(cache: Option<PathBuf>) -> Self {
+        Self::with(test_limits(), cache)
+    }
+
+    pub fn with_limits(limits: Limits) -> Self {
+        Self::with(limits, Some(target_dir().join("test-cache")))
+    }
+
+    fn with(limits: Limits, cache: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).expect("plugins dir");
         let store = Arc::new(Store::open(&dir.path().join("waygate.db")).expect("database"));
-        let limits = test_limits();
         let runtime = Arc::new(Runtime::new(&limits, cache, store.clone()).expect("runtime"));
         Self {
             dir,

@@ -51,6 +51,10 @@ const KEEP_RESIDENT_BYTES: usize = 128 << 10;
 /// only the top few pages of its stack.
 const STACK_KEEP_RESIDENT_BYTES: usize = 16 << 10;
 
+/// How long a call waits before trying again when the pool has no core instance, memory or
+/// table left for it.
+const POOL_RETRY: Duration = Duration::from_millis(5);
+
 /// Freed pool slots decommitted together; see `engine_config`.
 const DECOMMIT_BATCH: usize = 32;
 
@@ -401,6 +405,32 @@ impl Runtime {
         Ok(outcome)
     }
 
+    /// A fresh store for one call of `guest`, with its host state, limiter, fuel and the
+    /// epoch callback that makes the guest yield every tick.
+    fn new_store(
+        &self,
+        guest: &Guest,
+        request_id: &str,
+        phase: &'static str,
+    ) -> Result<wasmtime::Store<HostState>, Error> {
+        let state = HostStateBuilder::new(
+            guest.name.clone(),
+            guest.config_json.clone(),
+            self.store.clone(),
+            guest.limits,
+        )
+        .request_id(request_id)
+        .build();
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(guest.limits.fuel)
+            .map_err(|e| host_error(phase, e))?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        Ok(store)
+    }
+
     /// Runs `call` against a fresh store and instance of `guest`, under every limit.
     ///
     /// The call runs on the calling task with async wasmtime: every [`EPOCH_TICK`] the guest
@@ -426,30 +456,38 @@ impl Runtime {
         let remaining = timeout.saturating_sub(started.elapsed());
         let _pool_permit =
             acquire(&self.pool, remaining, guest, phase, Limit::InstancePool).await?;
-        let remaining = timeout.saturating_sub(started.elapsed());
 
-        let state = HostStateBuilder::new(
-            guest.name.clone(),
-            guest.config_json.clone(),
-            self.store.clone(),
-            guest.limits,
-        )
-        .request_id(&options.request_id)
-        .build();
-        let mut store = wasmtime::Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store
-            .set_fuel(guest.limits.fuel)
-            .map_err(|e| host_error(phase, e))?;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-
-        let pre = &guest.pre;
-        let outcome = tokio::time::timeout(remaining, async {
-            let plugin = pre.instantiate_async(&mut store).await?;
-            call(&plugin, &mut store).await
-        })
-        .await;
+        // The permit guarantees a component-instance slot, but a component may need more
+        // core instances, memories or tables than one slot's share of the pool; when those
+        // run out, wait for other calls to return theirs, as for a slot, until the deadline.
+        let mut call = Some(call);
+        let (outcome, store) = loop {
+            let remaining = timeout.saturating_sub(started.elapsed());
+            let mut store = self.new_store(guest, &options.request_id, phase)?;
+            let pre = &guest.pre;
+            let attempt = tokio::time::timeout(remaining, async {
+                let plugin = pre.instantiate_async(&mut store).await?;
+                // The call runs at most once: an instantiation that succeeded never loops.
+                let call = call
+                    .take()
+                    .expect("the call runs only after a successful instantiation");
+                call(&plugin, &mut store).await
+            })
+            .await;
+            match attempt {
+                Ok(Err(error))
+                    if call.is_some()
+                        && error
+                            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                            .is_some()
+                        && started.elapsed() + POOL_RETRY < timeout =>
+                {
+                    drop(store);
+                    tokio::time::sleep(POOL_RETRY).await;
+                }
+                attempt => break (attempt, store),
+            }
+        };
         let fuel_used = guest.limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
         log_output(&guest.name, &options.request_id, &state);
