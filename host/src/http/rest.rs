@@ -222,7 +222,7 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
                 "result": result,
                 "error": error,
                 "duration_ms": duration_ms,
-                "command_id": format!("cmd_{}", &request_id["req_".len()..]),
+                "command_id": format!("cmd_{}", request_id.trim_start_matches("req_")),
                 "timestamp": now_rfc3339(),
             }),
         )
