@@ -234,6 +234,28 @@ async fn the_key_value_quota_is_a_typed_error_for_the_plugin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
     let (env, registry) = hostile("[limits]\nmax_concurrency = 1\ntimeout_ms = 1000").await;
+    assert_waits_then_fails(env, registry, Limit::Concurrency, "max_concurrency = 1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_makes_calls_wait_then_fail() {
+    let env = TestEnv::with_limits(waygate::config::Limits {
+        instance_pool: 1,
+        ..crate::support::test_limits()
+    });
+    env.add(
+        "hostile",
+        &fixture("hostile"),
+        "[limits]\ntimeout_ms = 1000",
+    );
+    let registry = env.registry().await;
+    assert_waits_then_fails(env, registry, Limit::InstancePool, "instance_pool").await;
+}
+
+/// Keeps the only slot busy with a spinning call (one-second deadline), then shows that a
+/// call with a 100 ms timeout waits in vain and fails on `limit`, and that the plugin serves
+/// again once the spin has ended.
+async fn assert_waits_then_fails(env: TestEnv, registry: Registry, limit: Limit, message: &str) {
     let env = std::sync::Arc::new(env);
     let registry = std::sync::Arc::new(registry);
     let (busy_env, busy_registry) = (env.clone(), registry.clone());
@@ -252,11 +274,11 @@ async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
         {
             Ok(Ok(_)) if !busy.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
             Err(Error::Runtime(error)) => {
-                assert_eq!(error.limit(), Some(Limit::Concurrency), "{error}");
-                assert!(error.to_string().contains("max_concurrency = 1"), "{error}");
+                assert_eq!(error.limit(), Some(limit), "{error}");
+                assert!(error.to_string().contains(message), "{error}");
                 break;
             }
-            other => panic!("expected the concurrency limit, got {other:?}"),
+            other => panic!("expected the {limit}, got {other:?}"),
         }
     }
     let busy = busy.await.expect("task");
@@ -264,45 +286,6 @@ async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
         matches!(busy, Err(Error::Runtime(ref e)) if e.limit() == Some(Limit::WallTime)),
         "{busy:?}"
     );
-    assert_ok_afterwards(&env, &registry).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_instance_pool_makes_calls_wait_then_fail() {
-    let env = TestEnv::with_limits(waygate::config::Limits {
-        instance_pool: 1,
-        ..crate::support::test_limits()
-    });
-    env.add(
-        "hostile",
-        &fixture("hostile"),
-        "[limits]\ntimeout_ms = 1000",
-    );
-    let registry = std::sync::Arc::new(env.registry().await);
-    let env = std::sync::Arc::new(env);
-    let (busy_env, busy_registry) = (env.clone(), registry.clone());
-    let busy =
-        tokio::spawn(async move { call(&busy_env, &busy_registry, "spin", json!({})).await });
-    let waiting = CallOptions {
-        timeout: Some(Duration::from_millis(100)),
-        ..options()
-    };
-    loop {
-        match registry
-            .call_tool(&env.runtime, "ok", &json!({}), waiting.clone())
-            .await
-        {
-            Ok(Ok(_)) if !busy.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(Error::Runtime(error)) => {
-                assert_eq!(error.limit(), Some(Limit::InstancePool), "{error}");
-                break;
-            }
-            other => panic!("expected the instance pool limit, got {other:?}"),
-        }
-    }
-    busy.await
-        .expect("task")
-        .expect_err("the spin ends at its deadline");
     assert_ok_afterwards(&env, &registry).await;
 }
 
