@@ -184,17 +184,16 @@ async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> 
 }
 
 fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(json.to_string()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    json_bytes_response(status, json.to_string().into_bytes())
 }
 
 fn error_response(error: &ApiError, request_id: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(error.body(request_id)));
-    *response.status_mut() = error.status;
+    json_bytes_response(error.status, error.body(request_id))
+}
+
+fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
