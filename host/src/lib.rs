@@ -1,10 +1,14 @@
 //! Waygate: an MCP host that runs every tool provider as a sandboxed WebAssembly component.
 //!
-//! A request flows `http` → `registry` → `runtime`, with `store` beside; nothing reaches
-//! back up. `docs/ARCHITECTURE.md` has the map; in one line each:
+//! A request flows `http` → `mcp` (or the REST handlers) → `service` → `registry` →
+//! `runtime`, with `store` and `telemetry` beside; nothing reaches back up.
+//! `docs/ARCHITECTURE.md` has the map; in one line each:
 //!
 //! - [`config`]: defaults → file → environment → flags, and every limit ([`config::Limits`]).
-//! - [`http`]: the listener, routing, the REST endpoints, errors → statuses.
+//! - [`http`]: the listener, routing, the REST endpoints, the MCP transport, errors → statuses.
+//! - [`mcp`]: JSON-RPC, the two protocol eras, sessions, the tools/resources/prompts methods.
+//! - [`service`]: what REST and MCP share: the registry serving now, the one tool-call path.
+//! - [`telemetry`]: metrics and the recent-error ring.
 //! - [`registry`]: plugin packages on disk, manifests, argument validation, name lookups.
 //! - [`runtime`]: the wasmtime engine; each call in a fresh, limited instance.
 //! - [`store`]: the SQLite database and its migrations; the only module with SQL.
@@ -13,6 +17,9 @@
 
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod registry;
 pub mod runtime;
+pub mod service;
 pub mod store;
+pub mod telemetry;

@@ -10,6 +10,7 @@ use waygate::config::{self, Config, LogFormat, Overrides};
 use waygate::http::{self, AppState};
 use waygate::registry::Registry;
 use waygate::runtime::Runtime;
+use waygate::service::Service;
 use waygate::store::Store;
 
 /// Exit code for an unusable configuration, as `sysexits`' EX_USAGE family expects.
@@ -128,12 +129,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         plugins_dir = %config.plugins_dir.display(),
         "waygate listening"
     );
-    let state = Arc::new(AppState::new(
+    let service = Arc::new(Service::new(
         runtime,
         registry,
         store,
         config.limits.clone(),
     ));
+    let state = Arc::new(AppState::new(service, config.allowed_origins.clone()));
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("waygate stopped");
     Ok(())

@@ -52,7 +52,7 @@ async fn plugins_are_listed_with_failures() {
     let (status, body) = server.get("/plugins/echo").await;
     assert_eq!(
         (status, body["tools"].clone()),
-        (200, json!(["echo", "test"]))
+        (200, json!(["echo__echo", "echo__test"]))
     );
     let (status, body) = server.get("/plugins/nope").await;
     assert_eq!(
@@ -164,7 +164,7 @@ async fn an_oversized_body_is_refused_with_413() {
     let server = server().await;
     let big = format!(
         r#"{{"action":"echo","params":{{"message":"{}"}}}}"#,
-        "x".repeat(11 << 20)
+        "x".repeat(2 << 20)
     );
     let (status, body) = server.post("/mcp/execute", &big).await;
     assert_eq!(

@@ -294,7 +294,7 @@ async fn arguments_that_break_the_schema_never_reach_the_plugin() {
     let (env, registry) = hostile("").await;
     match call(&env, &registry, "big-result", json!({"mib": "lots"})).await {
         Err(Error::InvalidArguments { tool, problems }) => {
-            assert_eq!(tool, "big-result");
+            assert_eq!(tool, "hostile__big-result");
             assert!(problems.iter().any(|p| p.contains("/mib")), "{problems:?}");
         }
         other => panic!("expected invalid arguments, got {other:?}"),

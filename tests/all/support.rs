@@ -11,6 +11,7 @@ use waygate::config::Limits;
 use waygate::http::AppState;
 use waygate::registry::Registry;
 use waygate::runtime::{CallOptions, Runtime};
+use waygate::service::Service;
 use waygate::store::Store;
 
 /// Where cargo puts build output for this workspace.
@@ -143,66 +144,262 @@ pub fn options() -> CallOptions {
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub env: TestEnv,
+    pub state: Arc<AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A whole HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; a JSON string of the text when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::String(self.body.clone()))
+    }
+
+    /// The JSON messages of an event-stream body.
+    pub fn events(&self) -> Vec<Value> {
+        sse_messages(&self.body)
+    }
+}
+
+/// The `data:` payloads of server-sent events, parsed as JSON.
+pub fn sse_messages(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).expect("event JSON"))
+        })
+        .collect()
+}
+
+/// Decodes a chunked transfer-encoded body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
+
+fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers)
+}
+
+/// An open event stream: the response head, then messages as they arrive.
+pub struct EventStream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    stream: tokio::net::TcpStream,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next JSON message, or `None` when the stream ends or `timeout` passes first.
+    pub async fn next_message(&mut self, timeout: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Chunk framing is stripped by looking for the SSE data lines themselves.
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if !data.is_empty() {
+                    return Some(serde_json::from_str(&data.join("\n")).expect("event JSON"));
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 8192];
+            let read = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                _ => return None,
+            }
+        }
+    }
 }
 
 impl TestServer {
     pub async fn start(env: TestEnv) -> Self {
+        Self::start_with_origins(env, Vec::new()).await
+    }
+
+    pub async fn start_with_origins(env: TestEnv, allowed_origins: Vec<String>) -> Self {
         let registry = env.registry().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
-        let state = Arc::new(AppState::new(
+        let service = Arc::new(Service::new(
             env.runtime.clone(),
             registry,
             env.store.clone(),
             env.limits.clone(),
         ));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(waygate::http::serve(listener, state, async {
-            let _ = stopped.await;
+        let state = Arc::new(AppState::new(service, allowed_origins));
+        let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();
+        let stopped = tokio::spawn(waygate::http::serve(listener, state.clone(), async {
+            let _ = stop_signal.await;
         }));
         Self {
             addr,
             env,
+            state,
             stop: Some(stop),
+            stopped: Some(stopped),
+        }
+    }
+
+    /// Stops the server and waits until it has drained and flushed its history.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            stopped.await.expect("server task");
         }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.request("GET", path, None).await
+        let response = self.send("GET", path, &[], None).await;
+        (response.status, response.json())
     }
 
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        self.request("POST", path, Some(body)).await
+        let response = self.send("POST", path, &[], Some(body)).await;
+        (response.status, response.json())
     }
 
-    /// One HTTP/1.1 request on a fresh connection; returns the status and the JSON body.
-    pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    fn request_text(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> String {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
+        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if !has("content-type") && body.is_some() {
+            request.push_str("content-type: application/json\r\n");
+        }
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        request.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        request
+    }
+
+    /// One HTTP/1.1 request on a fresh connection, read to its end.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
         let mut stream = tokio::net::TcpStream::connect(self.addr)
             .await
             .expect("connect");
-        let body = body.unwrap_or("");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.expect("write");
+        let request = self.request_text(method, path, headers, body);
+        // A server may answer and close before a large body is all written (413): keep
+        // whatever response arrived.
+        let _ = stream.write_all(request.as_bytes()).await;
         let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("read");
+        let _ = stream.read_to_end(&mut response).await;
         let text = String::from_utf8_lossy(&response);
         let (head, body) = text
             .split_once("\r\n\r\n")
             .expect("a complete HTTP response");
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        let json = serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()));
-        (status, json)
+        let (status, headers) = parse_head(head);
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        HttpResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Sends a request whose answer is a long-lived event stream, and returns the stream
+    /// once its head is in.
+    pub async fn open_stream(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> EventStream {
+        let mut stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let request = self.request_text(method, path, headers, body);
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut buffer = Vec::new();
+        let head_end = loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed before the response head");
+            buffer.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+        };
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        let (status, headers) = parse_head(&text[..head_end]);
+        EventStream {
+            status,
+            headers,
+            stream,
+            buffer: text[head_end + 4..].to_owned(),
+        }
     }
 }
 

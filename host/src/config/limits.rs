@@ -37,8 +37,14 @@ pub const MAX_TABLE_ELEMENTS: usize = 200_000;
 pub const DEFAULT_INSTANCE_POOL: u32 = 256;
 /// How often the epoch ticker advances; wall-clock limits are accurate to one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Default cap on a request body: 10 MiB (the API spec's request size limit).
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+/// Default cap on a request body: 1 MiB, far above any JSON-RPC request a client sends.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+/// Default cap on open MCP sessions (the session-based protocol era).
+pub const DEFAULT_MCP_SESSIONS: u32 = 10_000;
+/// Default idle time after which an MCP session expires: 30 minutes.
+pub const DEFAULT_MCP_SESSION_IDLE_MS: u64 = 30 * 60 * 1000;
+/// Default number of rows `command_history` keeps; older rows are pruned.
+pub const DEFAULT_COMMAND_HISTORY_ROWS: u64 = 100_000;
 /// Default cap on open connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1_024;
 /// Default time the server waits for in-flight requests at shutdown.
@@ -62,6 +68,15 @@ pub struct Limits {
     /// Drain deadline at shutdown (process scope); requests still running then are dropped.
     /// Config `limits.shutdown_grace_ms`, default [`DEFAULT_SHUTDOWN_GRACE_MS`].
     pub shutdown_grace_ms: u64,
+    /// Open MCP sessions (process scope); `initialize` beyond it gets 503.
+    /// Config `limits.mcp_sessions`, default [`DEFAULT_MCP_SESSIONS`].
+    pub mcp_sessions: u32,
+    /// Idle time of an MCP session (session scope); an expired session's id gets 404.
+    /// Config `limits.mcp_session_idle_ms`, default [`DEFAULT_MCP_SESSION_IDLE_MS`].
+    pub mcp_session_idle_ms: u64,
+    /// Rows of `command_history` kept (database scope); the oldest are pruned after writes.
+    /// Config `limits.command_history_rows`, default [`DEFAULT_COMMAND_HISTORY_ROWS`].
+    pub command_history_rows: u64,
     /// Defaults for every plugin; a manifest's `[limits]` may override each of them.
     pub plugin: PluginLimits,
 }
@@ -73,6 +88,9 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            mcp_sessions: DEFAULT_MCP_SESSIONS,
+            mcp_session_idle_ms: DEFAULT_MCP_SESSION_IDLE_MS,
+            command_history_rows: DEFAULT_COMMAND_HISTORY_ROWS,
             plugin: PluginLimits::default(),
         }
     }
@@ -210,7 +228,10 @@ mod tests {
     fn defaults_are_pinned() {
         let limits = Limits::default();
         assert_eq!(limits.instance_pool, 256);
-        assert_eq!(limits.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(limits.max_body_bytes, 1024 * 1024);
+        assert_eq!(limits.mcp_sessions, 10_000);
+        assert_eq!(limits.mcp_session_idle_ms, 1_800_000);
+        assert_eq!(limits.command_history_rows, 100_000);
         assert_eq!(limits.plugin.memory_mib, 64);
         assert_eq!(limits.plugin.fuel, 10_000_000_000);
         assert_eq!(limits.plugin.timeout_ms, 30_000);
@@ -234,6 +255,15 @@ mod tests {
             ("max_body_bytes", limits.max_body_bytes.to_string()),
             ("max_connections", limits.max_connections.to_string()),
             ("shutdown_grace_ms", limits.shutdown_grace_ms.to_string()),
+            ("mcp_sessions", limits.mcp_sessions.to_string()),
+            (
+                "mcp_session_idle_ms",
+                limits.mcp_session_idle_ms.to_string(),
+            ),
+            (
+                "command_history_rows",
+                limits.command_history_rows.to_string(),
+            ),
             ("memory_mib", p.memory_mib.to_string()),
             ("fuel", p.fuel.to_string()),
             ("timeout_ms", p.timeout_ms.to_string()),

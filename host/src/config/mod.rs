@@ -36,6 +36,9 @@ pub enum LogFormat {
 pub struct Config {
     /// Address the server listens on.
     pub bind: SocketAddr,
+    /// Browser origins allowed to call `/mcp` besides loopback ones (`http://localhost:3000`).
+    /// A request whose `Origin` is neither gets 403: DNS-rebinding protection.
+    pub allowed_origins: Vec<String>,
     /// Directory of plugin packages (one sub-directory with `plugin.toml` each).
     pub plugins_dir: PathBuf,
     /// Directory of the database and, by default, the compiled-component cache.
@@ -111,6 +114,7 @@ struct FileConfig {
 #[serde(default, deny_unknown_fields)]
 struct ServerSection {
     bind: Option<String>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,8 +211,30 @@ pub fn load(
         }
     };
     validate_limits(&file.limits)?;
+    let allowed_origins = match env("WAYGATE_ALLOWED_ORIGINS") {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => file.server.allowed_origins.unwrap_or_default(),
+    };
+    if let Some(bad) = allowed_origins
+        .iter()
+        .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+    {
+        return Err(ConfigError::Invalid {
+            key: "server.allowed_origins (WAYGATE_ALLOWED_ORIGINS)".to_owned(),
+            value: bad.clone(),
+            allowed:
+                "origins such as https://app.example.com (scheme, host, optional port, no path)"
+                    .to_owned(),
+        });
+    }
     Ok(Config {
         bind,
+        allowed_origins,
         plugins_dir,
         data_dir,
         cache_dir,
@@ -236,8 +262,15 @@ fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
     if limits.instance_pool == 0 {
         return Err(invalid("instance_pool", "0".to_owned(), "at least 1"));
     }
-    if limits.max_connections == 0 {
-        return Err(invalid("max_connections", "0".to_owned(), "at least 1"));
+    let positive = [
+        ("max_connections", u64::from(limits.max_connections)),
+        ("max_body_bytes", limits.max_body_bytes),
+        ("mcp_sessions", u64::from(limits.mcp_sessions)),
+        ("mcp_session_idle_ms", limits.mcp_session_idle_ms),
+        ("command_history_rows", limits.command_history_rows),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(invalid(key, "0".to_owned(), "at least 1"));
     }
     limits
         .plugin

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// Structured details, or null.
     pub details: Value,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -43,7 +45,22 @@ impl ApiError {
             code,
             message: message.into(),
             details: Value::Null,
+            allow: None,
         }
+    }
+
+    /// 403 `FORBIDDEN`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 503 `SERVICE_UNAVAILABLE`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            message,
+        )
     }
 
     /// 400 `INVALID_REQUEST`.
@@ -61,13 +78,20 @@ impl ApiError {
         Self::new(StatusCode::REQUEST_TIMEOUT, "TIMEOUT", message)
     }
 
-    /// 405 `METHOD_NOT_ALLOWED`.
-    pub fn method_not_allowed(method: &str, path: &str) -> Self {
-        Self::new(
+    /// 405 `METHOD_NOT_ALLOWED`, with the methods the route has in `Allow`.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &[hyper::Method]) -> Self {
+        let allow = allowed
+            .iter()
+            .map(hyper::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut error = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
-            format!("{method} is not allowed on {path}"),
-        )
+            format!("{method} is not allowed on {path}; use {allow}"),
+        );
+        error.allow = Some(allow);
+        error
     }
 
     /// 413 with `INVALID_REQUEST`: the spec has no code of its own for a too-large body.
@@ -115,6 +139,11 @@ impl From<registry::Error> for ApiError {
     fn from(error: registry::Error) -> Self {
         match error {
             registry::Error::UnknownTool { .. } => ApiError::not_found(error.to_string()),
+            registry::Error::AmbiguousTool {
+                ref tool,
+                ref candidates,
+            } => ApiError::invalid_request(error.to_string())
+                .with_details(json!({ "action": tool, "candidates": candidates })),
             registry::Error::InvalidArguments { tool, problems } => {
                 ApiError::invalid_request(format!("invalid arguments for tool {tool:?}"))
                     .with_details(json!({ "tool": tool, "problems": problems }))

@@ -1,32 +1,39 @@
-//! The HTTP edge: the listener with its connection limit, routing, body limits, the REST
-//! endpoints, and the one place errors become statuses.
+//! The HTTP edge: the listener with its connection limit, body limits, CORS and security
+//! headers, routing to the REST endpoints and the MCP transport, and the one place errors
+//! become statuses.
 //! Owns: [`serve`], [`AppState`], [`ApiError`]. Never: runs guest code except through
-//! `registry`, or touches the database except through `store`.
+//! `service`/`mcp`, or touches the database except through `store`.
 //! Limits: [`Limits::max_connections`], [`Limits::max_body_bytes`], [`Limits::shutdown_grace_ms`].
 
+mod diagnostics;
 mod error;
+mod mcp;
+mod query;
 mod rest;
+mod sse;
 
 pub use error::ApiError;
+pub use rest::ROUTES;
 
 use crate::config::Limits;
-use crate::registry::Registry;
-use crate::runtime::Runtime;
-use crate::store::Store;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use crate::mcp::McpServer;
+use crate::service::Service;
+use crate::telemetry::{ErrorLog, Metrics};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
-/// Response bodies are whole buffers: every answer here is a small JSON document.
-type Body = http_body_util::Full<hyper::body::Bytes>;
+/// A response body: a whole buffer, or a server-sent event stream.
+pub type Body = Either<Full<Bytes>, sse::SseBody>;
 
 /// Time a client has to send a request's headers, on a new or a kept-alive connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,50 +42,71 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every request handler shares.
 pub struct AppState {
-    /// The sandbox.
-    pub runtime: Arc<Runtime>,
-    /// The plugins serving now. Readers clone the `Arc` and drop the lock at once, so a
-    /// reload can swap in a new registry while calls finish on the old one.
-    registry: RwLock<Arc<Registry>>,
-    /// The database.
-    pub store: Arc<Store>,
-    /// The process limits.
-    pub limits: Limits,
-    /// When the server started, for `uptime_seconds`.
-    pub started: Instant,
+    /// Registry, runtime, store, history.
+    pub service: Arc<Service>,
+    /// The MCP server and its sessions.
+    pub mcp: McpServer,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Recent errors for `/diagnostics/errors`.
+    pub errors: ErrorLog,
+    /// Browser origins allowed besides loopback ones.
+    allowed_origins: Vec<String>,
+    /// The address the listener is bound to, once serving.
+    local_addr: OnceLock<SocketAddr>,
     /// Source of request and command ids.
     next_id: AtomicU64,
+    /// Turns true when shutdown starts, so long-lived streams end and let connections drain.
+    shutting_down: watch::Sender<bool>,
 }
 
 impl AppState {
-    /// State for a server over a loaded registry.
-    pub fn new(
-        runtime: Arc<Runtime>,
-        registry: Registry,
-        store: Arc<Store>,
-        limits: Limits,
-    ) -> Self {
+    /// State for a server over `service`.
+    pub fn new(service: Arc<Service>, allowed_origins: Vec<String>) -> Self {
         Self {
-            runtime,
-            registry: RwLock::new(Arc::new(registry)),
-            store,
-            limits,
-            started: Instant::now(),
+            mcp: McpServer::new(service.clone()),
+            service,
+            metrics: Metrics::new(),
+            errors: ErrorLog::default(),
+            allowed_origins,
+            local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
+            shutting_down: watch::channel(false).0,
         }
     }
 
-    /// The registry serving now.
-    pub fn registry(&self) -> Arc<Registry> {
-        // The lock only guards an `Arc` swap, which cannot panic half-way.
-        self.registry
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    fn limits(&self) -> &Limits {
+        &self.service.limits
     }
 
     fn next_request_id(&self) -> String {
         format!("req_{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether a browser page from `origin` may call this server: loopback origins always,
+    /// others when the operator listed them. Anything else is a DNS-rebinding attempt or a
+    /// page the operator did not approve.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let host_and_port = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        let loopback = host_and_port.is_some_and(|rest| {
+            let host = if rest.starts_with('[') {
+                rest.split_inclusive(']').next().unwrap_or(rest)
+            } else {
+                rest.split(':').next().unwrap_or(rest)
+            };
+            let port_ok = rest[host.len()..].is_empty()
+                || rest[host.len()..]
+                    .strip_prefix(':')
+                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            port_ok && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        });
+        loopback
+            || self
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin))
     }
 }
 
@@ -89,7 +117,10 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limits = state.limits.clone();
+    if let Ok(addr) = listener.local_addr() {
+        let _ = state.local_addr.set(addr);
+    }
+    let limits = state.limits().clone();
     // A permit is taken before `accept` and moved into the connection's task, so at most
     // `max_connections` connections are open and the rest wait in the kernel's backlog.
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
@@ -116,9 +147,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
+        state.metrics.connections_total.inc();
+        state.metrics.active_connections.inc();
+        let service_state = state.clone();
         let service = hyper::service::service_fn(move |request| {
-            let state = state.clone();
+            let state = service_state.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
         });
         // A client gets HEADER_READ_TIMEOUT to send each request's headers; a silent or
@@ -128,13 +161,18 @@ pub async fn serve(
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
+        let connection_state = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            connection_state.metrics.active_connections.dec();
         });
     }
+    // Event streams end first, so their connections can drain like the others.
+    state.shutting_down.send_replace(true);
+    state.mcp.sessions.end_all();
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -145,58 +183,173 @@ pub async fn serve(
             "shutdown grace period over; dropping open connections"
         );
     }
+    state.service.history.close().await;
 }
 
-async fn handle(state: &AppState, request: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
     let request_id = state.next_request_id();
     let (parts, body) = request.into_parts();
-    let limit = state.limits.max_body_bytes;
+    let endpoint = rest::template(parts.uri.path());
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("\u{0}").to_owned());
+    let origin_ok = origin.as_deref().is_none_or(|o| state.origin_allowed(o));
+
+    let mut response = if parts.method == Method::OPTIONS && origin.is_some() {
+        preflight(origin_ok)
+    } else if !origin_ok {
+        let message = format!(
+            "origin {:?} is not allowed",
+            origin.as_deref().unwrap_or_default()
+        );
+        if endpoint == Some("/mcp") {
+            mcp::forbidden_origin(&message)
+        } else {
+            error_response(state, &ApiError::forbidden(message), &request_id)
+        }
+    } else {
+        match read_body(state, body).await {
+            Ok(body) if endpoint == Some("/mcp") => {
+                mcp::handle(state, &parts, &body, &request_id).await
+            }
+            Ok(body) => match rest::route(state, &parts, &body, &request_id).await {
+                Ok(response) => response,
+                Err(error) => error_response(state, &error, &request_id),
+            },
+            Err(error) if endpoint == Some("/mcp") => mcp::transport_error(&error),
+            Err(error) => error_response(state, &error, &request_id),
+        }
+    };
+
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    security_headers(headers);
+    if let Some(origin) = origin.filter(|_| origin_ok)
+        && let Ok(value) = HeaderValue::from_str(&origin)
+    {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED_HEADERS),
+        );
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    state.metrics.observe_request(
+        parts.method.as_str(),
+        endpoint.unwrap_or("unmatched"),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Reads the whole body within [`BODY_READ_TIMEOUT`] and [`Limits::max_body_bytes`].
+async fn read_body(state: &AppState, body: Incoming) -> Result<Bytes, ApiError> {
+    let limit = state.limits().max_body_bytes;
     let read =
         http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
-    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return error_response(&ApiError::too_large(limit), &request_id);
-        }
-        Ok(Err(e)) => {
-            return error_response(
-                &ApiError::invalid_request(format!("cannot read body: {e}")),
-                &request_id,
-            );
-        }
-        Err(_) => {
-            let message = format!(
-                "request body not received within {} s",
-                BODY_READ_TIMEOUT.as_secs()
-            );
-            return error_response(&ApiError::timeout(message), &request_id);
-        }
-    };
-    let response = rest::route(state, &parts, &body, &request_id).await;
-    let mut response = match response {
-        Ok((status, json)) => json_response(status, &json),
-        Err(error) => error_response(&error, &request_id),
-    };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::invalid_request(format!("cannot read body: {e}"))),
+        Err(_) => Err(ApiError::timeout(format!(
+            "request body not received within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Request headers a browser page may send (CORS).
+const ALLOWED_HEADERS: &str = "Content-Type, Accept, Authorization, X-API-Key, Mcp-Session-Id, \
+     MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID";
+/// Response headers a browser page may read (CORS).
+const EXPOSED_HEADERS: &str = "Mcp-Session-Id, X-Request-Id, X-Total-Count, X-Page-Count, Link";
+
+fn preflight(origin_ok: bool) -> Response<Body> {
+    let mut response = empty(if origin_ok {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::FORBIDDEN
+    });
+    if origin_ok {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
     }
     response
 }
 
+/// The API spec's security headers (section 8.3), on every response.
+fn security_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "x-xss-protection",
+        HeaderValue::from_static("1; mode=block"),
+    );
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'"),
+    );
+}
+
+/// A response with a JSON body.
 fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<Body> {
-    json_bytes_response(status, json.to_string().into_bytes())
+    bytes_response(status, "application/json", json.to_string().into_bytes())
 }
 
-fn error_response(error: &ApiError, request_id: &str) -> Response<Body> {
-    json_bytes_response(error.status, error.body(request_id))
-}
-
-fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::new())));
+    *response.status_mut() = status;
+    response
+}
+
+/// An API error response; server faults and limits also go to the error ring.
+fn error_response(state: &AppState, error: &ApiError, request_id: &str) -> Response<Body> {
+    if error.status.is_server_error() || error.status == StatusCode::REQUEST_TIMEOUT {
+        state.errors.record(
+            if error.status.is_server_error() {
+                "ERROR"
+            } else {
+                "WARNING"
+            },
+            error.code,
+            error.message.clone(),
+            serde_json::json!({ "request_id": request_id, "details": error.details }),
+        );
+    }
+    let mut response = bytes_response(error.status, "application/json", error.body(request_id));
+    if let Some(allow) = &error.allow
+        && let Ok(value) = HeaderValue::from_str(allow)
+    {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
     response
 }
 

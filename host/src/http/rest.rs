@@ -1,47 +1,107 @@
-//! The REST endpoints of the API spec that the runtime slice serves: service info, health,
-//! readiness, plugins, and the command convenience endpoints under `/mcp/`.
+//! The REST endpoints of the API spec: the route table, service info, health, readiness,
+//! metrics, plugins, commands and their history, and `/mcp/execute`.
 
-use super::{ApiError, AppState, now_rfc3339};
+use super::query::{self, Page};
+use super::{ApiError, AppState, Body, bytes_response, diagnostics, json_response, now_rfc3339};
+use crate::mcp::content_json;
 use crate::registry::LoadedPlugin;
 use crate::runtime::{CallError, CallOptions, Content, Limit, ToolResult};
+use crate::service::Source;
+use crate::telemetry::OPENMETRICS_CONTENT_TYPE;
 use hyper::body::Bytes;
 use hyper::http::request::Parts;
-use hyper::{Method, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Every route: its path template and methods. The OpenAPI document is checked against it.
+pub const ROUTES: &[(&str, &[Method])] = &[
+    ("/", &[Method::GET]),
+    ("/health", &[Method::GET]),
+    ("/ready", &[Method::GET]),
+    ("/metrics", &[Method::GET]),
+    ("/openapi.json", &[Method::GET]),
+    ("/mcp", &[Method::POST, Method::GET, Method::DELETE]),
+    ("/mcp/execute", &[Method::POST]),
+    ("/mcp/status", &[Method::GET]),
+    ("/mcp/commands", &[Method::GET]),
+    ("/mcp/commands/history", &[Method::GET]),
+    ("/plugins", &[Method::GET]),
+    ("/plugins/{name}", &[Method::GET]),
+    ("/diagnostics/connection", &[Method::GET]),
+    ("/diagnostics/performance", &[Method::GET]),
+    ("/diagnostics/errors", &[Method::GET]),
+];
+
+/// The route template `path` matches: the metrics label, never the raw path.
+pub(super) fn template(path: &str) -> Option<&'static str> {
+    if let Some(name) = path.strip_prefix("/plugins/") {
+        return (!name.is_empty() && !name.contains('/')).then_some("/plugins/{name}");
+    }
+    ROUTES
+        .iter()
+        .map(|(template, _)| *template)
+        .find(|template| *template == path)
+}
+
+/// The OpenAPI document of these routes.
+const OPENAPI: &str = include_str!("openapi.json");
 
 /// Longest timeout a `/mcp/execute` request may ask for, in seconds.
 const MAX_EXECUTE_TIMEOUT_SECS: u64 = 300;
 
-type Answer = Result<(StatusCode, Value), ApiError>;
+type Answer = Result<Response<Body>, ApiError>;
+
+fn ok(json: &Value) -> Answer {
+    Ok(json_response(StatusCode::OK, json))
+}
 
 /// Routes one request; `body` is already read and size-checked.
 pub(super) async fn route(
-    state: &AppState,
+    state: &Arc<AppState>,
     parts: &Parts,
     body: &Bytes,
     request_id: &str,
 ) -> Answer {
     let path = parts.uri.path();
+    let Some(template) = template(path) else {
+        return Err(ApiError::not_found(format!("no route for {path}")));
+    };
     let method = &parts.method;
-    match (path, method) {
-        ("/", &Method::GET) => Ok((StatusCode::OK, service_info())),
-        ("/health", &Method::GET) => Ok(health(state)),
+    match (template, method) {
+        ("/", &Method::GET) => ok(&service_info()),
+        ("/health", &Method::GET) => Ok(health(state).await),
         ("/ready", &Method::GET) => Ok(ready(state)),
-        ("/plugins", &Method::GET) => Ok(list_plugins(state)),
-        ("/mcp/commands", &Method::GET) => Ok(commands(state)),
-        ("/mcp/status", &Method::GET) => Ok(status(state)),
+        ("/metrics", &Method::GET) => Ok(bytes_response(
+            StatusCode::OK,
+            OPENMETRICS_CONTENT_TYPE,
+            state.metrics.encode().into_bytes(),
+        )),
+        ("/openapi.json", &Method::GET) => Ok(bytes_response(
+            StatusCode::OK,
+            "application/json",
+            OPENAPI.as_bytes().to_vec(),
+        )),
+        ("/plugins", &Method::GET) => list_plugins(state, parts),
+        ("/plugins/{name}", &Method::GET) => plugin_info(state, &path["/plugins/".len()..]),
+        ("/mcp/commands", &Method::GET) => ok(&commands(state)),
+        ("/mcp/commands/history", &Method::GET) => history(state, parts).await,
+        ("/mcp/status", &Method::GET) => ok(&status(state)),
         ("/mcp/execute", &Method::POST) => execute(state, body, request_id).await,
-        (path, &Method::GET) if path.starts_with("/plugins/") => {
-            plugin_info(state, &path["/plugins/".len()..])
+        ("/diagnostics/connection", &Method::GET) => ok(&diagnostics::connection(state)),
+        ("/diagnostics/performance", &Method::GET) => ok(&diagnostics::performance(state)),
+        ("/diagnostics/errors", &Method::GET) => {
+            diagnostics::errors(state, parts).map(|v| json_response(StatusCode::OK, &v))
         }
-        (
-            "/" | "/health" | "/ready" | "/plugins" | "/mcp/commands" | "/mcp/status"
-            | "/mcp/execute",
-            _,
-        ) => Err(ApiError::method_not_allowed(method.as_str(), path)),
-        _ => Err(ApiError::not_found(format!("no route for {path}"))),
+        (template, method) => {
+            let allowed = ROUTES
+                .iter()
+                .find(|(t, _)| *t == template)
+                .map_or(&[][..], |(_, methods)| *methods);
+            Err(ApiError::method_not_allowed(method.as_str(), path, allowed))
+        }
     }
 }
 
@@ -52,51 +112,106 @@ fn service_info() -> Value {
         "status": "operational",
         "mode": "sandboxed",
         "description": "MCP host running every tool provider as a sandboxed WebAssembly component",
-        "documentation": "/docs",
+        "documentation": "/openapi.json",
+        "mcp_endpoint": "/mcp",
     })
 }
 
-fn health(state: &AppState) -> (StatusCode, Value) {
-    let database = match state.store.ping() {
-        Ok(_) => "ok",
-        Err(_) => "failing",
+/// One health check's verdict and how long it took.
+struct Check {
+    name: &'static str,
+    ok: bool,
+    status: String,
+    latency_ms: f64,
+}
+
+async fn timed(name: &'static str, check: impl Future<Output = Result<String, String>>) -> Check {
+    let started = Instant::now();
+    let outcome = check.await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (ok, status) = match outcome {
+        Ok(status) => (true, status),
+        Err(status) => (false, status),
     };
-    let registry = state.registry();
-    let plugins = if registry.plugins().next().is_some() {
-        "ok"
-    } else {
-        "none loaded"
-    };
-    let healthy = database == "ok";
+    Check {
+        name,
+        ok,
+        status,
+        latency_ms,
+    }
+}
+
+async fn health(state: &AppState) -> Response<Body> {
+    let service = &state.service;
+    let database = timed("database", async {
+        let store = service.store.clone();
+        let ping = tokio::task::spawn_blocking(move || store.ping()).await;
+        match ping {
+            Ok(Ok(())) if service.history.failing() => {
+                Err("failing: command history writes fail".to_owned())
+            }
+            Ok(Ok(())) => Ok("ok".to_owned()),
+            Ok(Err(error)) => Err(format!("failing: {error}")),
+            Err(error) => Err(format!("failing: {error}")),
+        }
+    })
+    .await;
+    let registry = service.registry();
+    let plugins = timed("plugins", async {
+        let unreadable = registry.failures().iter().find(|f| f.plugin.is_empty());
+        match unreadable {
+            Some(failure) => Err(format!("failing: {}", failure.reason)),
+            None => Ok("ok".to_owned()),
+        }
+    })
+    .await;
+    let cache = timed("cache", async {
+        match service.runtime.check_cache_dir() {
+            Ok(Some(_)) => Ok("ok".to_owned()),
+            Ok(None) => Ok("disabled".to_owned()),
+            Err(reason) => Err(format!("failing: {reason}")),
+        }
+    })
+    .await;
+    let checks = [database, plugins, cache];
+    let healthy = checks.iter().all(|c| c.ok);
+    let body = json!({
+        "status": if healthy { "healthy" } else { "unhealthy" },
+        "checks": checks.iter().map(|c| (c.name.to_owned(), json!(c.status))).collect::<serde_json::Map<_, _>>(),
+        "latency_ms": checks.iter().map(|c| (c.name.to_owned(), json!(c.latency_ms))).collect::<serde_json::Map<_, _>>(),
+        "plugins": { "loaded": registry.plugins().count(), "failed": registry.failures().len() },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": service.started.elapsed().as_secs(),
+        "timestamp": now_rfc3339(),
+    });
     let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        json!({
-            "status": if healthy { "healthy" } else { "unhealthy" },
-            "checks": { "database": database, "plugins": plugins },
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": state.started.elapsed().as_secs(),
-            "timestamp": now_rfc3339(),
+    json_response(status, &body)
+}
+
+fn ready(state: &AppState) -> Response<Body> {
+    let registry = state.service.registry();
+    let ready = !*state.shutting_down.borrow();
+    json_response(
+        if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &json!({
+            "ready": ready,
+            "plugins_loaded": registry.plugins().count(),
+            "plugins_failed": registry.failures().len(),
         }),
     )
 }
 
-fn ready(state: &AppState) -> (StatusCode, Value) {
-    let registry = state.registry();
-    let loaded = registry.plugins().count();
-    (
-        StatusCode::OK,
-        json!({ "status": "ready", "plugins_loaded": loaded, "plugins_failed": registry.failures().len() }),
-    )
-}
-
-fn plugin_json(plugin: &LoadedPlugin) -> Value {
+fn plugin_json(state: &AppState, plugin: &LoadedPlugin, statistics: bool) -> Value {
     let limits = plugin.guest.limits();
-    json!({
+    let mut value = json!({
         "name": plugin.manifest.name,
         "version": plugin.metadata.version,
         "description": plugin.metadata.description,
@@ -104,7 +219,8 @@ fn plugin_json(plugin: &LoadedPlugin) -> Value {
         "status": "active",
         "capabilities": plugin.metadata.capabilities,
         "config": plugin.manifest.config_json(),
-        "tools": plugin.tools.iter().map(|t| t.tool.name.clone()).collect::<Vec<_>>(),
+        "tools": plugin.tools.iter().map(|t| t.qualified_name.clone()).collect::<Vec<_>>(),
+        "prompts": plugin.prompts.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(),
         "content_hash": plugin.guest.content_hash(),
         "limits": {
             "memory_mib": limits.memory_mib,
@@ -112,37 +228,59 @@ fn plugin_json(plugin: &LoadedPlugin) -> Value {
             "timeout_ms": limits.timeout_ms,
             "max_concurrency": limits.max_concurrency,
         },
-    })
+    });
+    if statistics {
+        let (calls, errors, mean_ms) = state
+            .service
+            .plugin_stats(&plugin.manifest.name)
+            .map_or((0, 0, 0.0), |s| s.snapshot());
+        value["statistics"] = json!({
+            "calls_total": calls,
+            "errors_total": errors,
+            "avg_duration_ms": mean_ms,
+        });
+    }
+    value
 }
 
-fn list_plugins(state: &AppState) -> (StatusCode, Value) {
-    let registry = state.registry();
-    let mut plugins: Vec<Value> = registry.plugins().map(|p| plugin_json(p)).collect();
-    plugins.extend(registry.failures().iter().map(|f| {
+fn list_plugins(state: &AppState, parts: &Parts) -> Answer {
+    let page = Page::from_query(&query::pairs(parts))?;
+    let registry = state.service.registry();
+    let loaded = registry.plugins().map(|p| plugin_json(state, p, false));
+    let failed = registry.failures().iter().map(|f| {
         json!({ "name": f.plugin, "status": "failed", "error": f.reason, "path": f.path.display().to_string() })
-    }));
-    let total = plugins.len();
-    (
+    });
+    let all: Vec<Value> = loaded.chain(failed).collect();
+    let total = all.len() as u64;
+    let plugins: Vec<Value> = all
+        .into_iter()
+        .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+        .take(page.limit as usize)
+        .collect();
+    let mut response = json_response(
         StatusCode::OK,
-        json!({ "plugins": plugins, "total": total }),
-    )
+        &json!({ "plugins": plugins, "total": total, "page": page.number, "limit": page.limit }),
+    );
+    page.headers(total, parts, response.headers_mut());
+    Ok(response)
 }
 
 fn plugin_info(state: &AppState, name: &str) -> Answer {
-    let registry = state.registry();
+    let registry = state.service.registry();
     match registry.plugin(name) {
-        Some(plugin) => Ok((StatusCode::OK, plugin_json(plugin))),
+        Some(plugin) => ok(&plugin_json(state, plugin, true)),
         None => Err(ApiError::not_found(format!("unknown plugin {name:?}"))),
     }
 }
 
-fn commands(state: &AppState) -> (StatusCode, Value) {
-    let registry = state.registry();
+fn commands(state: &AppState) -> Value {
+    let registry = state.service.registry();
     let commands: Vec<Value> = registry
         .tools()
         .map(|(plugin, entry)| {
             json!({
-                "name": entry.tool.name,
+                "name": entry.qualified_name,
+                "tool": entry.tool.name,
                 "plugin": plugin.manifest.name,
                 "description": entry.tool.description,
                 "parameters": entry.input_schema,
@@ -150,28 +288,41 @@ fn commands(state: &AppState) -> (StatusCode, Value) {
         })
         .collect();
     let total = commands.len();
-    (
-        StatusCode::OK,
-        json!({ "commands": commands, "total": total }),
-    )
+    json!({ "commands": commands, "total": total })
 }
 
-fn status(state: &AppState) -> (StatusCode, Value) {
-    let registry = state.registry();
+async fn history(state: &AppState, parts: &Parts) -> Answer {
+    let page = Page::from_query(&query::pairs(parts))?;
+    let store = state.service.store.clone();
+    let (offset, limit) = (page.offset(), page.limit);
+    let read = tokio::task::spawn_blocking(move || store.command_history(offset, limit)).await;
+    let (rows, total) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(error)) => return Err(ApiError::unavailable(format!("database: {error}"))),
+        Err(error) => return Err(ApiError::internal("", &error)),
+    };
+    let mut response = json_response(
+        StatusCode::OK,
+        &json!({ "commands": rows, "total": total, "page": page.number, "limit": page.limit }),
+    );
+    page.headers(total, parts, response.headers_mut());
+    Ok(response)
+}
+
+fn status(state: &AppState) -> Value {
+    let registry = state.service.registry();
     let commands: Vec<&str> = registry
         .tools()
-        .map(|(_, e)| e.tool.name.as_str())
+        .map(|(_, e)| e.qualified_name.as_str())
         .collect();
-    (
-        StatusCode::OK,
-        json!({
-            "engine": "operational",
-            "plugins_loaded": registry.plugins().count(),
-            "commands_available": commands,
-            "protocol_version": "1.0",
-            "capabilities": { "async": true, "batch": false, "streaming": false },
-        }),
-    )
+    json!({
+        "engine": "operational",
+        "plugins_loaded": registry.plugins().count(),
+        "commands_available": commands,
+        "protocol_version": crate::mcp::MODERN_VERSION,
+        "protocol_versions": crate::mcp::supported_versions(),
+        "capabilities": { "async": true, "batch": false, "streaming": true },
+    })
 }
 
 /// The body of `POST /mcp/execute` (API spec 2.2).
@@ -184,7 +335,7 @@ struct ExecuteRequest {
     /// The spec's execution context. Accepted but not passed on: `user_id` in it is the
     /// client's own claim, and plugins are promised an authenticated caller id.
     #[serde(default, rename = "context")]
-    _context: Option<Value>,
+    _context: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     timeout: Option<u64>,
 }
@@ -196,6 +347,9 @@ fn empty_object() -> Value {
 async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
     let request: ExecuteRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("invalid command: {e}")))?;
+    if !request.params.is_object() {
+        return Err(ApiError::invalid_request("params must be an object"));
+    }
     if let Some(timeout) = request.timeout
         && (timeout == 0 || timeout > MAX_EXECUTE_TIMEOUT_SECS)
     {
@@ -206,18 +360,19 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
     let options = CallOptions {
         request_id: request_id.to_owned(),
         caller_id: None,
-        timeout: request.timeout.map(Duration::from_secs),
+        timeout: Some(Duration::from_secs(
+            request.timeout.unwrap_or(DEFAULT_EXECUTE_TIMEOUT_SECS),
+        )),
     };
-    let started = Instant::now();
-    let registry = state.registry();
-    let outcome = registry
-        .call_tool(&state.runtime, &request.action, &request.params, options)
+    let outcome = state
+        .service
+        .call_tool(&request.action, &request.params, options, Source::Rest)
         .await;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let duration_ms = outcome.duration.as_millis() as u64;
     let answer = |status: StatusCode, label: &str, result: Value, error: Value| {
-        (
+        Ok(json_response(
             status,
-            json!({
+            &json!({
                 "status": label,
                 "result": result,
                 "error": error,
@@ -225,25 +380,25 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
                 "command_id": format!("cmd_{}", request_id.trim_start_matches("req_")),
                 "timestamp": now_rfc3339(),
             }),
-        )
+        ))
     };
-    match outcome {
-        Ok(Ok(result)) if !result.is_error => Ok(answer(
-            StatusCode::OK,
-            "success",
-            result_json(&result),
-            Value::Null,
-        )),
+    let failed = |status: StatusCode, error: &dyn std::fmt::Display| {
+        answer(status, "failed", Value::Null, json!(error.to_string()))
+    };
+    match outcome.result {
+        Ok(Ok(result)) if !result.is_error => {
+            answer(StatusCode::OK, "success", result_json(&result), Value::Null)
+        }
         Ok(Ok(result)) => {
             let message = first_text(&result)
                 .unwrap_or("the tool reported an error")
                 .to_owned();
-            Ok(answer(
+            answer(
                 StatusCode::OK,
                 "failed",
                 result_json(&result),
-                Value::String(message),
-            ))
+                json!(message),
+            )
         }
         Ok(Err(CallError::InvalidArguments(message))) => Err(ApiError::invalid_request(format!(
             "invalid arguments for {:?}: {message}",
@@ -252,47 +407,29 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
         Ok(Err(CallError::UnknownTool(tool))) => {
             Err(ApiError::not_found(format!("unknown tool {tool:?}")))
         }
-        Ok(Err(CallError::Failed(message))) => Ok(answer(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            Value::Null,
-            Value::String(message),
-        )),
-        Err(crate::registry::Error::Runtime(error)) if error.limit() == Some(Limit::WallTime) => {
-            Ok(answer(
+        Ok(Err(CallError::Failed(message))) => failed(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        Err(crate::registry::Error::Runtime(error)) => match error.limit() {
+            Some(Limit::WallTime) => answer(
                 StatusCode::REQUEST_TIMEOUT,
                 "timeout",
                 Value::Null,
-                Value::String(error.to_string()),
-            ))
-        }
-        Err(crate::registry::Error::Runtime(error))
-            if matches!(
-                error.limit(),
-                Some(Limit::Concurrency | Limit::InstancePool)
-            ) =>
-        {
-            Ok(answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "failed",
-                Value::Null,
-                Value::String(error.to_string()),
-            ))
-        }
-        Err(crate::registry::Error::Runtime(
-            error @ crate::runtime::Error::LimitExceeded { .. },
-        ))
-        | Err(crate::registry::Error::Runtime(error @ crate::runtime::Error::Trap { .. })) => {
-            Ok(answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "failed",
-                Value::Null,
-                Value::String(error.to_string()),
-            ))
-        }
+                json!(error.to_string()),
+            ),
+            Some(Limit::Concurrency | Limit::InstancePool) => {
+                failed(StatusCode::SERVICE_UNAVAILABLE, &error)
+            }
+            Some(_) => failed(StatusCode::INTERNAL_SERVER_ERROR, &error),
+            None if matches!(error, crate::runtime::Error::Trap { .. }) => {
+                failed(StatusCode::INTERNAL_SERVER_ERROR, &error)
+            }
+            None => Err(error.into()),
+        },
         Err(error) => Err(error.into()),
     }
 }
+
+/// The spec's default `/mcp/execute` timeout, in seconds.
+const DEFAULT_EXECUTE_TIMEOUT_SECS: u64 = 30;
 
 fn first_text(result: &ToolResult) -> Option<&str> {
     result.content.iter().find_map(|c| match c {
@@ -313,27 +450,4 @@ fn result_json(result: &ToolResult) -> Value {
         "data": data,
         "content": result.content.iter().map(content_json).collect::<Vec<_>>(),
     })
-}
-
-/// One content item in MCP's wire shape.
-pub(crate) fn content_json(content: &Content) -> Value {
-    match content {
-        Content::Text(text) | Content::Json(text) => json!({ "type": "text", "text": text }),
-        Content::Image(b) => {
-            json!({ "type": "image", "data": b.data_base64, "mimeType": b.mime_type })
-        }
-        Content::Audio(b) => {
-            json!({ "type": "audio", "data": b.data_base64, "mimeType": b.mime_type })
-        }
-        Content::ResourceLink(link) => {
-            let mut item = json!({ "type": "resource_link", "uri": link.uri, "name": link.name });
-            if let Some(d) = &link.description {
-                item["description"] = json!(d);
-            }
-            if let Some(m) = &link.mime_type {
-                item["mimeType"] = json!(m);
-            }
-            item
-        }
-    }
 }

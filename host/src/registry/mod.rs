@@ -25,6 +25,14 @@ pub enum Error {
         /// The tool's name.
         tool: String,
     },
+    /// A bare tool name that more than one plugin offers.
+    #[error("tool name {tool:?} is offered by several plugins; use one of {candidates:?}")]
+    AmbiguousTool {
+        /// The bare name asked for.
+        tool: String,
+        /// The qualified names that match it.
+        candidates: Vec<String>,
+    },
     /// The arguments do not match the tool's input schema; nothing ran.
     #[error("invalid arguments for tool {tool:?}: {}", problems.join("; "))]
     InvalidArguments {
@@ -46,8 +54,8 @@ pub struct LoadedPlugin {
     pub metadata: PluginMetadata,
     /// Its tools, in the order the plugin lists them.
     pub tools: Vec<ToolEntry>,
-    /// Its prompts.
-    pub prompts: Vec<Prompt>,
+    /// Its prompts, each with its qualified name.
+    pub prompts: Vec<(String, Prompt)>,
     /// The compiled component.
     pub guest: Arc<Guest>,
     /// Path of the component file.
@@ -60,8 +68,12 @@ pub struct LoadedPlugin {
 pub struct ToolEntry {
     /// The tool as the plugin declared it.
     pub tool: Tool,
+    /// `<plugin>__<tool>`: the name clients see, unique across plugins.
+    pub qualified_name: String,
     /// The parsed input schema.
     pub input_schema: Value,
+    /// The parsed output schema, when the tool declares one.
+    pub output_schema: Option<Value>,
     validator: jsonschema::Validator,
 }
 
@@ -79,17 +91,18 @@ pub struct LoadFailure {
 /// The set of loaded plugins at one moment; immutable once built.
 pub struct Registry {
     plugins: BTreeMap<String, Arc<LoadedPlugin>>,
-    /// Tool name → owning plugin. Tool names are unique across plugins, so a client can call
-    /// a tool by its bare name.
+    /// Qualified tool name → owning plugin.
     tools: BTreeMap<String, String>,
+    /// Bare tool name → the qualified names that share it, so a unique bare name resolves.
+    bare_tools: BTreeMap<String, Vec<String>>,
     failures: Vec<LoadFailure>,
 }
 
 impl Registry {
     /// Loads every plugin package under `dir`: each sub-directory holding a `plugin.toml`.
     /// Packages load in parallel; one that fails is reported in [`Registry::failures`] and
-    /// the others still load. Packages are taken in name order, so when two plugins offer a
-    /// tool of the same name, the one whose name sorts first keeps it and the other fails.
+    /// the others still load. Tool and prompt names are qualified by the plugin's name
+    /// ([`qualify`]), so two plugins may offer a tool of the same name.
     pub async fn load(runtime: &Arc<Runtime>, dir: &Path, defaults: PluginLimits) -> Registry {
         let mut failures = Vec::new();
         let packages = match discover(dir) {
@@ -138,6 +151,7 @@ impl Registry {
         let mut registry = Registry {
             plugins: BTreeMap::new(),
             tools: BTreeMap::new(),
+            bare_tools: BTreeMap::new(),
             failures,
         };
         for (_, path, result) in results {
@@ -164,24 +178,18 @@ impl Registry {
                 format!("another package already provides plugin {name:?}"),
             ));
         }
-        for entry in &plugin.tools {
-            if let Some(owner) = self.tools.get(&entry.tool.name) {
-                return Err((
-                    name,
-                    format!(
-                        "tool {:?} is already provided by plugin {owner:?}",
-                        entry.tool.name
-                    ),
-                ));
-            }
-        }
         Ok(plugin)
     }
 
     fn insert(&mut self, plugin: LoadedPlugin) {
         let name = plugin.manifest.name.clone();
         for entry in &plugin.tools {
-            self.tools.insert(entry.tool.name.clone(), name.clone());
+            self.tools
+                .insert(entry.qualified_name.clone(), name.clone());
+            self.bare_tools
+                .entry(entry.tool.name.clone())
+                .or_default()
+                .push(entry.qualified_name.clone());
         }
         tracing::info!(
             plugin = %name,
@@ -209,27 +217,72 @@ impl Registry {
         &self.failures
     }
 
-    /// Every tool with its plugin, ordered by plugin name then the plugin's own order.
+    /// Every tool with its plugin, ordered by plugin name then the plugin's own order: the
+    /// order clients see, the same on every call.
     pub fn tools(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &ToolEntry)> {
         self.plugins
             .values()
             .flat_map(|plugin| plugin.tools.iter().map(move |tool| (plugin, tool)))
     }
 
-    /// The plugin and entry of a tool.
-    pub fn tool(&self, name: &str) -> Option<(&Arc<LoadedPlugin>, &ToolEntry)> {
-        let plugin = self.plugins.get(self.tools.get(name)?)?;
-        let entry = plugin.tools.iter().find(|t| t.tool.name == name)?;
+    /// The plugin and entry of a tool, by its qualified name.
+    pub fn tool(&self, qualified_name: &str) -> Option<(&Arc<LoadedPlugin>, &ToolEntry)> {
+        let plugin = self.plugins.get(self.tools.get(qualified_name)?)?;
+        let entry = plugin
+            .tools
+            .iter()
+            .find(|t| t.qualified_name == qualified_name)?;
         Some((plugin, entry))
     }
 
-    /// Validates `arguments` against the tool's input schema, then runs the tool in the
-    /// sandbox. `Ok(Err(_))` is the plugin's own typed refusal.
+    /// The tool `name` means: a qualified name, or a bare name only one plugin offers.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTool`], [`Error::InvalidArguments`] (the guest never ran), or
-    /// [`Error::Runtime`] when the sandbox stopped the call.
+    /// [`Error::UnknownTool`], or [`Error::AmbiguousTool`] with the candidates.
+    pub fn resolve_tool(&self, name: &str) -> Result<(&Arc<LoadedPlugin>, &ToolEntry), Error> {
+        if let Some(found) = self.tool(name) {
+            return Ok(found);
+        }
+        match self.bare_tools.get(name).map(Vec::as_slice) {
+            Some([only]) => self.tool(only).ok_or_else(|| Error::UnknownTool {
+                tool: name.to_owned(),
+            }),
+            Some(candidates) => Err(Error::AmbiguousTool {
+                tool: name.to_owned(),
+                candidates: candidates.to_vec(),
+            }),
+            None => Err(Error::UnknownTool {
+                tool: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Every prompt with its plugin and qualified name, in the same order as [`Self::tools`].
+    pub fn prompts(&self) -> impl Iterator<Item = (&Arc<LoadedPlugin>, &str, &Prompt)> {
+        self.plugins.values().flat_map(|plugin| {
+            plugin
+                .prompts
+                .iter()
+                .map(move |(name, prompt)| (plugin, name.as_str(), prompt))
+        })
+    }
+
+    /// The plugin and prompt of a qualified prompt name.
+    pub fn prompt(&self, qualified_name: &str) -> Option<(&Arc<LoadedPlugin>, &Prompt)> {
+        let (plugin_name, _) = qualified_name.split_once(NAMESPACE_SEPARATOR)?;
+        let plugin = self.plugins.get(plugin_name)?;
+        let (_, prompt) = plugin.prompts.iter().find(|(q, _)| q == qualified_name)?;
+        Some((plugin, prompt))
+    }
+
+    /// Resolves `tool` ([`Self::resolve_tool`]), validates `arguments` against its input
+    /// schema, then runs it in the sandbox. `Ok(Err(_))` is the plugin's own typed refusal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTool`], [`Error::AmbiguousTool`], [`Error::InvalidArguments`] (the
+    /// guest never ran), or [`Error::Runtime`] when the sandbox stopped the call.
     pub async fn call_tool(
         &self,
         runtime: &Runtime,
@@ -237,9 +290,7 @@ impl Registry {
         arguments: &Value,
         options: CallOptions,
     ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
-        let (plugin, entry) = self.tool(tool).ok_or_else(|| Error::UnknownTool {
-            tool: tool.to_owned(),
-        })?;
+        let (plugin, entry) = self.resolve_tool(tool)?;
         // Each message quotes the offending value, so both their number and their length
         // are capped: a hostile body must not turn into a larger error body.
         let problems: Vec<String> = entry
@@ -258,12 +309,17 @@ impl Registry {
             .collect();
         if !problems.is_empty() {
             return Err(Error::InvalidArguments {
-                tool: tool.to_owned(),
+                tool: entry.qualified_name.clone(),
                 problems,
             });
         }
         Ok(runtime
-            .call_tool(&plugin.guest, tool, arguments.to_string(), options)
+            .call_tool(
+                &plugin.guest,
+                &entry.tool.name,
+                arguments.to_string(),
+                options,
+            )
             .await?)
     }
 }
@@ -337,7 +393,7 @@ async fn load_plugin(
         .map_err(|e| fail(e.to_string()))?;
     let tools = tools
         .into_iter()
-        .map(compile_tool)
+        .map(|tool| compile_tool(&name, tool))
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
     let mut names = std::collections::BTreeSet::new();
@@ -351,6 +407,21 @@ async fn load_plugin(
         .list_prompts(&guest, options())
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let mut prompt_names = std::collections::BTreeSet::new();
+    let prompts = prompts
+        .into_iter()
+        .map(|prompt| {
+            check_name("prompt", &prompt.name)?;
+            if !prompt_names.insert(prompt.name.clone()) {
+                return Err(format!(
+                    "the component lists prompt {:?} twice",
+                    prompt.name
+                ));
+            }
+            Ok((qualify(&name, &prompt.name), prompt))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(fail)?;
 
     Ok(LoadedPlugin {
         manifest,
@@ -389,20 +460,40 @@ fn validate_config(schema_json: &str, config: &Value) -> Result<(), String> {
 const MAX_REPORTED_PROBLEMS: usize = 20;
 const MAX_PROBLEM_BYTES: usize = 300;
 
-/// Longest tool name accepted, in bytes (MCP's guidance for tool names).
-const MAX_TOOL_NAME_BYTES: usize = 128;
+/// Between a plugin's name and one of its tool or prompt names in the name clients see.
+/// Plugin names have no `_`, so the first `__` always ends the plugin's name; and the
+/// result matches `^[A-Za-z0-9_-]{1,64}$`, the tool-name rule of the large model APIs,
+/// whenever the plugin's own names do (a `.` would not).
+pub const NAMESPACE_SEPARATOR: &str = "__";
 
-fn compile_tool(tool: Tool) -> Result<ToolEntry, String> {
-    let valid_name = !tool.name.is_empty()
-        && tool.name.len() <= MAX_TOOL_NAME_BYTES
-        && tool
-            .name
+/// Longest qualified tool or prompt name, in bytes (MCP's limit for tool names).
+const MAX_QUALIFIED_NAME_BYTES: usize = 128;
+
+/// The name clients see for `plugin`'s tool or prompt `name`.
+pub fn qualify(plugin: &str, name: &str) -> String {
+    format!("{plugin}{NAMESPACE_SEPARATOR}{name}")
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if !valid_name {
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name {name:?} must be letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+fn compile_tool(plugin: &str, tool: Tool) -> Result<ToolEntry, String> {
+    check_name("tool", &tool.name)?;
+    let qualified_name = qualify(plugin, &tool.name);
+    if qualified_name.len() > MAX_QUALIFIED_NAME_BYTES {
         return Err(format!(
-            "tool name {:?} must be 1 to {MAX_TOOL_NAME_BYTES} letters, digits, '_', '-' or '.'",
-            tool.name
+            "tool name {qualified_name:?} is longer than {MAX_QUALIFIED_NAME_BYTES} bytes"
         ));
     }
     let input_schema: Value = serde_json::from_str(&tool.input_schema_json)
@@ -415,9 +506,17 @@ fn compile_tool(tool: Tool) -> Result<ToolEntry, String> {
     }
     let validator = jsonschema::validator_for(&input_schema)
         .map_err(|e| format!("tool {:?}: input schema is invalid: {e}", tool.name))?;
+    let output_schema = tool
+        .output_schema_json
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
+        .transpose()
+        .map_err(|e| format!("tool {:?}: output schema is not JSON: {e}", tool.name))?;
     Ok(ToolEntry {
         tool,
+        qualified_name,
         input_schema,
+        output_schema,
         validator,
     })
 }

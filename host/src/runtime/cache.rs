@@ -57,6 +57,23 @@ impl ComponentCache {
             .map(|dir| dir.join(format!("{content_hash}-{}.cwasm", self.engine_fingerprint)))
     }
 
+    /// Checks that the directory is still there and writable by writing and removing a
+    /// probe file; `Ok(None)` when caching is off.
+    ///
+    /// # Errors
+    ///
+    /// What failed, for the health check.
+    pub fn check(&self) -> Result<Option<&Path>, String> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let probe = dir.join(format!(".probe-{}", std::process::id()));
+        std::fs::write(&probe, b"ok")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
+        Ok(Some(dir))
+    }
+
     /// Loads the component from the cache, or compiles `wasm` and stores the result.
     ///
     /// # Errors

@@ -240,6 +240,15 @@ impl Runtime {
         self.cache.entry_path(content_hash)
     }
 
+    /// Checks the compiled-component cache directory; `Ok(None)` when caching is off.
+    ///
+    /// # Errors
+    ///
+    /// Why the directory is unusable.
+    pub fn check_cache_dir(&self) -> Result<Option<&std::path::Path>, String> {
+        self.cache.check()
+    }
+
     /// Calls the guest's `metadata` export.
     ///
     /// # Errors

@@ -3,6 +3,10 @@
 //! SQL exists outside this module.
 //! Limits: [`crate::config::PluginLimits::kv_quota_bytes`] is checked here, atomically with the write.
 
+mod history;
+
+pub use history::{CommandRecord, CommandRow, HistoryWriter, MAX_RECORDED_BYTES};
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use std::path::Path;
@@ -13,7 +17,12 @@ use std::time::Duration;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, one migration per file in `migrations/`, applied in order at open.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../../migrations/0001_initial.sql")),
+    M::up(include_str!(
+        "../../../migrations/0002_command_history_context.sql"
+    )),
+];
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,752 @@
+//! The MCP Streamable HTTP transport at `/mcp`: picks the protocol era of each request,
+//! checks the headers each era requires against the body, keeps session ids, and answers
+//! as JSON or as server-sent events.
+
+use super::sse::{self, SseSender};
+use super::{ApiError, AppState, Body, empty, json_response};
+use crate::mcp::jsonrpc::{
+    self, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Id, METHOD_NOT_FOUND,
+    Message, REQUEST_CANCELLED, RpcError, UNSUPPORTED_VERSION,
+};
+use crate::mcp::{
+    Era, ListChange, MODERN_VERSION, RequestContext, SESSION_VERSIONS, Session, SessionError, meta,
+    supported_versions,
+};
+use http_body_util::Either;
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+
+/// What the client's `Accept` header lets us answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepts {
+    /// JSON (also when the header is absent or `*/*`).
+    Json,
+    /// Only `text/event-stream`.
+    EventStreamOnly,
+    /// Neither.
+    Neither,
+}
+
+fn accepts(headers: &HeaderMap) -> Accepts {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) else {
+        return Accepts::Json;
+    };
+    let types: Vec<String> = accept
+        .split(',')
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let has = |t: &str| types.iter().any(|x| x == t);
+    if has("application/json") || has("application/*") || has("*/*") {
+        Accepts::Json
+    } else if has("text/event-stream") || has("text/*") {
+        Accepts::EventStreamOnly
+    } else {
+        Accepts::Neither
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+}
+
+/// A JSON-RPC error as an HTTP response with `status`.
+fn rpc_error(status: StatusCode, id: Option<&Id>, error: &RpcError) -> Response<Body> {
+    json_response(status, &jsonrpc::error(id, error))
+}
+
+/// The 403 for a disallowed `Origin`, as a JSON-RPC error without an id.
+pub(super) fn forbidden_origin(message: &str) -> Response<Body> {
+    rpc_error(
+        StatusCode::FORBIDDEN,
+        None,
+        &RpcError::new(INVALID_REQUEST, message),
+    )
+}
+
+/// A body that could not be read (too large, too slow) as a JSON-RPC error.
+pub(super) fn transport_error(error: &ApiError) -> Response<Body> {
+    rpc_error(
+        error.status,
+        None,
+        &RpcError::new(INVALID_REQUEST, error.message.clone()),
+    )
+}
+
+/// Handles one request to `/mcp`.
+pub(super) async fn handle(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    body: &Bytes,
+    request_id: &str,
+) -> Response<Body> {
+    match parts.method {
+        Method::POST => post(state, parts, body, request_id).await,
+        Method::GET => open_session_stream(state, parts),
+        Method::DELETE => end_session(state, parts),
+        _ => {
+            let mut response = rpc_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                &RpcError::new(
+                    INVALID_REQUEST,
+                    format!("{} is not allowed on /mcp", parts.method),
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, GET, DELETE"));
+            response
+        }
+    }
+}
+
+async fn post(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    body: &Bytes,
+    request_id: &str,
+) -> Response<Body> {
+    let accept = accepts(&parts.headers);
+    if accept == Accepts::Neither {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            &RpcError::new(
+                INVALID_REQUEST,
+                "Accept must include application/json or text/event-stream",
+            ),
+        );
+    }
+    if let Some(content_type) = header(parts, header::CONTENT_TYPE.as_str())
+        && !content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            &RpcError::new(INVALID_REQUEST, "Content-Type must be application/json"),
+        );
+    }
+    let message = match jsonrpc::parse(body) {
+        Ok(message) => message,
+        Err((id, error)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), &error),
+    };
+    let context = RequestContext {
+        request_id: request_id.to_owned(),
+        caller_id: None,
+    };
+    let meta_version = message
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    let version_header = header(parts, VERSION_HEADER);
+    let session_header = header(parts, SESSION_HEADER);
+    let session_era_header = version_header.is_some_and(|v| SESSION_VERSIONS.contains(&v));
+
+    if message.method() == Some("initialize") {
+        initialize(state, &message, accept)
+    } else if let Some(session_id) = session_header {
+        session_request(state, parts, session_id, message, accept, &context).await
+    } else if meta_version.is_some() || (version_header.is_some() && !session_era_header) {
+        stateless_request(state, parts, message, accept, &context).await
+    } else {
+        let id = request_id_of(&message);
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            &RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "missing Mcp-Session-Id: call initialize first, or send a \
+                     {MODERN_VERSION} request with MCP-Protocol-Version and _meta"
+                ),
+            ),
+        )
+    }
+}
+
+fn request_id_of(message: &Message) -> Option<&Id> {
+    match message {
+        Message::Request { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// The answer to a request: a JSON body, or one event on a stream when the client takes
+/// only event streams.
+fn answer(accept: Accepts, status: StatusCode, message: Value) -> Response<Body> {
+    if accept != Accepts::EventStreamOnly {
+        return json_response(status, &message);
+    }
+    let (sender, body) = sse::channel();
+    tokio::spawn(async move {
+        sender.message(&message).await;
+    });
+    event_stream_response(body)
+}
+
+fn event_stream_response(body: sse::SseBody) -> Response<Body> {
+    let mut response = Response::new(Either::Right(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+fn with_session(mut response: Response<Body>, session: &Session) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+fn initialize(state: &AppState, message: &Message, accept: Accepts) -> Response<Body> {
+    let Message::Request { id, params, .. } = message else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            &RpcError::new(INVALID_REQUEST, "initialize must be a request with an id"),
+        );
+    };
+    let requested = params.get("protocolVersion").and_then(Value::as_str);
+    let (version, result) = state.mcp.initialize(requested);
+    match state.mcp.sessions.create(version) {
+        Ok(session) => {
+            tracing::debug!(session = %session.id, version, "MCP session opened");
+            with_session(
+                answer(accept, StatusCode::OK, jsonrpc::result(id, result)),
+                &session,
+            )
+        }
+        Err(error) => rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(id),
+            &RpcError::new(INTERNAL_ERROR, error.to_string()),
+        ),
+    }
+}
+
+/// The session named by the request.
+///
+/// # Errors
+///
+/// The response that refuses it: 404 for an unknown or expired session.
+fn find_session(
+    state: &AppState,
+    session_id: &str,
+    id: Option<&Id>,
+) -> Result<Arc<Session>, Box<Response<Body>>> {
+    state.mcp.sessions.get(session_id).map_err(|error| {
+        let status = match error {
+            SessionError::Unknown => StatusCode::NOT_FOUND,
+            SessionError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Box::new(rpc_error(
+            status,
+            id,
+            &RpcError::new(INVALID_REQUEST, format!("session not found: {error}")),
+        ))
+    })
+}
+
+async fn session_request(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    session_id: &str,
+    message: Message,
+    accept: Accepts,
+    context: &RequestContext,
+) -> Response<Body> {
+    let session = match find_session(state, session_id, request_id_of(&message)) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    if let Some(version) = header(parts, VERSION_HEADER)
+        && !SESSION_VERSIONS.contains(&version)
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            request_id_of(&message),
+            &RpcError::new(
+                INVALID_REQUEST,
+                format!("unsupported MCP-Protocol-Version {version:?} for a session"),
+            )
+            .with_data(json!({ "supported": SESSION_VERSIONS })),
+        );
+    }
+    let response = match message {
+        Message::Response => empty(StatusCode::ACCEPTED),
+        Message::Notification { method, params } => {
+            if method == "notifications/cancelled"
+                && let Some(request) = params.get("requestId").and_then(id_of)
+            {
+                let cancelled = session.cancel(&request);
+                tracing::debug!(session = %session.id, ?request, cancelled, "cancel requested");
+            }
+            empty(StatusCode::ACCEPTED)
+        }
+        Message::Request { id, method, params } => {
+            let era = Era::Session {
+                version: session.version,
+            };
+            let mut in_flight = session.start_request(&id);
+            let outcome = tokio::select! {
+                outcome = state.mcp.handle(&era, &method, &params, context) => outcome,
+                _ = &mut in_flight.cancelled => Err(RpcError::new(REQUEST_CANCELLED, "request cancelled")),
+            };
+            let message = match outcome {
+                Ok(result) => jsonrpc::result(&id, result),
+                Err(error) => jsonrpc::error(Some(&id), &error),
+            };
+            answer(accept, StatusCode::OK, message)
+        }
+    };
+    with_session(response, &session)
+}
+
+fn id_of(value: &Value) -> Option<Id> {
+    match value {
+        Value::String(s) => Some(Id::Str(s.clone())),
+        Value::Number(n) => n.as_i64().map(Id::Num),
+        _ => None,
+    }
+}
+
+/// Decodes the `=?base64?…?=` form MCP uses for header values that are not plain ASCII.
+fn decode_header_value(value: &str) -> Option<String> {
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            let bytes = base64_decode(encoded)?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(value.to_owned()),
+    }
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut bits = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            bits |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = bits.to_be_bytes();
+        match chunk.len() {
+            4 => out.extend_from_slice(&bytes[1..4]),
+            3 => out.extend_from_slice(&bytes[1..3]),
+            2 => out.push(bytes[1]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Checks a 2026-07-28 request's headers and `_meta` against its body.
+fn check_stateless(parts: &Parts, message: &Message) -> Result<(), (StatusCode, RpcError)> {
+    let mismatch = |text: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            RpcError::new(HEADER_MISMATCH, text),
+        )
+    };
+    let params = message.params().cloned().unwrap_or_default();
+    let meta = params.get("_meta").and_then(Value::as_object);
+    let meta_version = meta
+        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    let Some(header_version) = header(parts, VERSION_HEADER) else {
+        return Err(mismatch("missing MCP-Protocol-Version header".into()));
+    };
+    let Some(meta_version) = meta_version else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            RpcError::invalid_params(format!(
+                "params._meta[\"{}\"] is required",
+                meta::PROTOCOL_VERSION
+            )),
+        ));
+    };
+    if header_version != meta_version {
+        return Err(mismatch(format!(
+            "Header mismatch: MCP-Protocol-Version header value '{header_version}' does not \
+             match body value '{meta_version}'"
+        )));
+    }
+    if meta_version != MODERN_VERSION {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            RpcError::new(UNSUPPORTED_VERSION, "Unsupported protocol version")
+                .with_data(json!({ "supported": supported_versions(), "requested": meta_version })),
+        ));
+    }
+    if meta.is_none_or(|m| {
+        !m.get(meta::CLIENT_CAPABILITIES)
+            .is_some_and(Value::is_object)
+    }) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            RpcError::invalid_params(format!(
+                "params._meta[\"{}\"] is required",
+                meta::CLIENT_CAPABILITIES
+            )),
+        ));
+    }
+    let Some(method) = message.method() else {
+        return Ok(());
+    };
+    match header(parts, METHOD_HEADER) {
+        Some(header_method) if header_method == method => {}
+        Some(header_method) => {
+            return Err(mismatch(format!(
+                "Header mismatch: Mcp-Method header value '{header_method}' does not match \
+                 body value '{method}'"
+            )));
+        }
+        None => return Err(mismatch("missing Mcp-Method header".into())),
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => Some(("name", params.get("name"))),
+        "resources/read" => Some(("uri", params.get("uri"))),
+        _ => None,
+    };
+    if let Some((key, body_value)) = named {
+        let body_value = body_value.and_then(Value::as_str).unwrap_or_default();
+        let header_value = header(parts, NAME_HEADER).and_then(decode_header_value);
+        match header_value {
+            Some(value) if value == body_value => {}
+            Some(value) => {
+                return Err(mismatch(format!(
+                    "Header mismatch: Mcp-Name header value '{value}' does not match body \
+                     params.{key} '{body_value}'"
+                )));
+            }
+            None => {
+                return Err(mismatch(format!(
+                    "missing or malformed Mcp-Name header ({method})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stateless_request(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    message: Message,
+    accept: Accepts,
+    context: &RequestContext,
+) -> Response<Body> {
+    if let Err((status, error)) = check_stateless(parts, &message) {
+        return rpc_error(status, request_id_of(&message), &error);
+    }
+    match message {
+        // Nothing a client notifies matters without a session: closing a stream is how a
+        // stateless client cancels.
+        Message::Response | Message::Notification { .. } => empty(StatusCode::ACCEPTED),
+        Message::Request { id, method, params } if method == "subscriptions/listen" => {
+            listen(state, id, &params)
+        }
+        Message::Request { id, method, params } => {
+            // A client that goes away drops this future, and with it the plugin call.
+            match state
+                .mcp
+                .handle(&Era::Stateless, &method, &params, context)
+                .await
+            {
+                Ok(result) => answer(accept, StatusCode::OK, jsonrpc::result(&id, result)),
+                Err(error) if error.code == METHOD_NOT_FOUND => {
+                    rpc_error(StatusCode::NOT_FOUND, Some(&id), &error)
+                }
+                Err(error) => answer(accept, StatusCode::OK, jsonrpc::error(Some(&id), &error)),
+            }
+        }
+    }
+}
+
+/// `subscriptions/listen`: an event stream that acknowledges the filter, then carries the
+/// list changes the client opted into until it closes the stream or the server stops.
+fn listen(state: &Arc<AppState>, id: Id, params: &Map<String, Value>) -> Response<Body> {
+    let Some(filter) = params.get("notifications").and_then(Value::as_object) else {
+        return rpc_error(
+            StatusCode::OK,
+            Some(&id),
+            &RpcError::new(INVALID_PARAMS, "params.notifications must be an object"),
+        );
+    };
+    let wanted: Vec<ListChange> = ListChange::ALL
+        .into_iter()
+        .filter(|change| filter.get(change.filter_key()) == Some(&Value::Bool(true)))
+        .collect();
+    let subscription_meta = json!({ (meta::SUBSCRIPTION_ID): id.to_json() });
+    let acknowledged: Map<String, Value> = wanted
+        .iter()
+        .map(|change| (change.filter_key().to_owned(), Value::Bool(true)))
+        .collect();
+    let (sender, body) = sse::channel();
+    let changes = state.mcp.watch_changes();
+    let shutting_down = state.shutting_down.subscribe();
+    tokio::spawn(async move {
+        let ack = jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            json!({ "_meta": subscription_meta, "notifications": acknowledged }),
+        );
+        if !sender.message(&ack).await {
+            return;
+        }
+        let stop = forward_changes(&sender, changes, shutting_down, None, |change| {
+            wanted.contains(&change).then(|| {
+                jsonrpc::notification(change.method(), json!({ "_meta": subscription_meta }))
+            })
+        })
+        .await;
+        if stop == StreamEnd::ServerStopping {
+            let result = json!({ "resultType": "complete", "_meta": subscription_meta });
+            sender.message(&jsonrpc::result(&id, result)).await;
+        }
+    });
+    event_stream_response(body)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum StreamEnd {
+    ClientGone,
+    ServerStopping,
+    SessionEnded,
+}
+
+/// Sends each change `render` turns into a message, with keep-alives between, until the
+/// client goes, the server stops, or `session_ended` turns true.
+async fn forward_changes(
+    sender: &SseSender,
+    mut changes: tokio::sync::broadcast::Receiver<ListChange>,
+    mut shutting_down: tokio::sync::watch::Receiver<bool>,
+    mut session_ended: Option<tokio::sync::watch::Receiver<bool>>,
+    render: impl Fn(ListChange) -> Option<Value>,
+) -> StreamEnd {
+    let mut keep_alive = tokio::time::interval(sse::KEEP_ALIVE);
+    keep_alive.tick().await;
+    loop {
+        let session_end = async {
+            match session_ended.as_mut() {
+                Some(ended) => turns_true(ended).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sender.closed() => return StreamEnd::ClientGone,
+            () = turns_true(&mut shutting_down) => return StreamEnd::ServerStopping,
+            () = session_end => return StreamEnd::SessionEnded,
+            _ = keep_alive.tick() => {
+                if !sender.keep_alive().await {
+                    return StreamEnd::ClientGone;
+                }
+            }
+            change = changes.recv() => {
+                let change = match change {
+                    Ok(change) => change,
+                    // Missed some: every kind may have changed.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ListChange::Tools,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return StreamEnd::ServerStopping;
+                    }
+                };
+                if let Some(message) = render(change)
+                    && !sender.message(&message).await
+                {
+                    return StreamEnd::ClientGone;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once `flag` is true; never if its sender is gone while it is false.
+async fn turns_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *flag.borrow_and_update();
+        if now {
+            return;
+        }
+        if flag.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `GET /mcp` in the session era: the session's stream of server notifications.
+fn open_session_stream(state: &Arc<AppState>, parts: &Parts) -> Response<Body> {
+    let takes_events = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
+    if !takes_events {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            &RpcError::new(INVALID_REQUEST, "GET /mcp needs Accept: text/event-stream"),
+        );
+    }
+    let Some(session_id) = header(parts, SESSION_HEADER) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            &RpcError::new(
+                INVALID_REQUEST,
+                format!(
+                    "GET /mcp opens a session's stream and needs Mcp-Session-Id; \
+                     {MODERN_VERSION} clients use subscriptions/listen"
+                ),
+            ),
+        );
+    };
+    let session = match find_session(state, session_id, None) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    let (sender, body) = sse::channel();
+    let changes = state.mcp.watch_changes();
+    let shutting_down = state.shutting_down.subscribe();
+    let ended = session.ended();
+    tokio::spawn(async move {
+        forward_changes(&sender, changes, shutting_down, Some(ended), |change| {
+            Some(jsonrpc::notification(change.method(), json!({})))
+        })
+        .await;
+    });
+    with_session(event_stream_response(body), &session)
+}
+
+/// `DELETE /mcp`: ends the session.
+fn end_session(state: &AppState, parts: &Parts) -> Response<Body> {
+    let Some(session_id) = header(parts, SESSION_HEADER) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            &RpcError::new(INVALID_REQUEST, "DELETE /mcp needs Mcp-Session-Id"),
+        );
+    };
+    match state.mcp.sessions.end(session_id) {
+        Ok(()) => {
+            tracing::debug!(session = session_id, "MCP session ended by the client");
+            empty(StatusCode::OK)
+        }
+        Err(error) => rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            &RpcError::new(INVALID_REQUEST, format!("session not found: {error}")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_header_values_decode() {
+        assert_eq!(decode_header_value("plain").as_deref(), Some("plain"));
+        // "héllo" in UTF-8.
+        assert_eq!(
+            decode_header_value("=?base64?aMOpbGxv?=").as_deref(),
+            Some("héllo")
+        );
+        assert_eq!(decode_header_value("=?base64?!!?="), None);
+    }
+
+    #[test]
+    fn accept_header_decides_the_answer_format() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(accepts(&headers), Accepts::Json);
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        assert_eq!(accepts(&headers), Accepts::Json);
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        assert_eq!(accepts(&headers), Accepts::EventStreamOnly);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
+        assert_eq!(accepts(&headers), Accepts::Neither);
+    }
+
+    #[test]
+    fn stateless_requests_must_match_their_headers() {
+        let request = |headers: &[(&str, &str)], body: &str| {
+            let mut builder = hyper::Request::post("/mcp");
+            for (k, v) in headers {
+                builder = builder.header(*k, *v);
+            }
+            let (parts, ()) = builder.body(()).unwrap().into_parts();
+            let message = jsonrpc::parse(body.as_bytes()).unwrap();
+            check_stateless(&parts, &message)
+                .err()
+                .map(|(s, e)| (s.as_u16(), e.code))
+        };
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        let good = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo__echo"),
+        ];
+        assert_eq!(request(&good, body), None);
+        assert_eq!(request(&good[..2], body), Some((400, HEADER_MISMATCH)));
+        let wrong_name = [good[0], good[1], ("mcp-name", "other")];
+        assert_eq!(request(&wrong_name, body), Some((400, HEADER_MISMATCH)));
+        let wrong_method = [good[0], ("mcp-method", "tools/list"), good[2]];
+        assert_eq!(request(&wrong_method, body), Some((400, HEADER_MISMATCH)));
+        let old = body.replace("2026-07-28", "1900-01-01");
+        let old_headers = [("mcp-protocol-version", "1900-01-01"), good[1], good[2]];
+        assert_eq!(
+            request(&old_headers, &old),
+            Some((400, UNSUPPORTED_VERSION))
+        );
+        let no_caps = body.replace(r#","io.modelcontextprotocol/clientCapabilities":{}"#, "");
+        assert_eq!(request(&good, &no_caps), Some((400, INVALID_PARAMS)));
+    }
+}

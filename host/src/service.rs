@@ -1,0 +1,212 @@
+//! What every front end (REST and MCP) shares: the registry serving now, the runtime, the
+//! store, command history and per-plugin statistics, and [`Service::call_tool`], the one
+//! path a tool call takes whichever API it came in on.
+//! Never: knows about HTTP or JSON-RPC.
+
+use crate::config::Limits;
+use crate::registry::{self, Registry};
+use crate::runtime::{self, CallError, CallOptions, Limit, Runtime, ToolResult};
+use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, Store};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The shared services of one server process.
+pub struct Service {
+    /// The sandbox.
+    pub runtime: Arc<Runtime>,
+    /// The plugins serving now. Readers clone the `Arc` and drop the lock at once, so a
+    /// reload can swap in a new registry while calls finish on the old one.
+    registry: RwLock<Arc<Registry>>,
+    /// The database.
+    pub store: Arc<Store>,
+    /// Batched writes to `command_history`.
+    pub history: HistoryWriter,
+    /// The process limits.
+    pub limits: Limits,
+    /// When the server started.
+    pub started: Instant,
+    stats: RwLock<HashMap<String, Arc<PluginStats>>>,
+}
+
+/// Calls of one plugin since the server started.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    total_micros: AtomicU64,
+}
+
+impl PluginStats {
+    /// Calls, failed calls, and their mean duration in milliseconds.
+    pub fn snapshot(&self) -> (u64, u64, f64) {
+        let calls = self.calls.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        let micros = self.total_micros.load(Ordering::Relaxed);
+        let mean_ms = if calls == 0 {
+            0.0
+        } else {
+            micros as f64 / calls as f64 / 1000.0
+        };
+        (calls, errors, mean_ms)
+    }
+}
+
+/// Which API a call came in on, for the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `POST /mcp/execute`.
+    Rest,
+    /// MCP `tools/call`.
+    Mcp,
+}
+
+/// How a tool call ended.
+pub struct CallOutcome {
+    /// The result, the plugin's own refusal, or why no result came.
+    pub result: Result<Result<ToolResult, CallError>, registry::Error>,
+    /// The qualified name of the tool that ran, when the name resolved.
+    pub tool: Option<String>,
+    /// How long the call took, validation included.
+    pub duration: Duration,
+}
+
+impl CallOutcome {
+    /// The history's status: `success`, `failed` or `timeout`.
+    pub fn status(&self) -> &'static str {
+        match &self.result {
+            Ok(Ok(result)) if !result.is_error => "success",
+            Err(registry::Error::Runtime(error)) if error.limit() == Some(Limit::WallTime) => {
+                "timeout"
+            }
+            _ => "failed",
+        }
+    }
+}
+
+impl Service {
+    /// The services over a loaded registry; starts the history writer.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Registry,
+        store: Arc<Store>,
+        limits: Limits,
+    ) -> Self {
+        let history = HistoryWriter::start(store.clone(), limits.command_history_rows);
+        Self {
+            runtime,
+            registry: RwLock::new(Arc::new(registry)),
+            store,
+            history,
+            limits,
+            started: Instant::now(),
+            stats: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The registry serving now.
+    pub fn registry(&self) -> Arc<Registry> {
+        // The lock only guards an `Arc` swap, which cannot panic half-way.
+        self.registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Statistics of `plugin`, if it has been called.
+    pub fn plugin_stats(&self, plugin: &str) -> Option<Arc<PluginStats>> {
+        self.stats
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(plugin)
+            .cloned()
+    }
+
+    fn stats_entry(&self, plugin: &str) -> Arc<PluginStats> {
+        if let Some(stats) = self.plugin_stats(plugin) {
+            return stats;
+        }
+        self.stats
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(plugin.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Runs tool `name` (qualified, or bare when unique) with `arguments`, then counts it in
+    /// the plugin's statistics and queues its history record.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: &Value,
+        options: CallOptions,
+        source: Source,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let registry = self.registry();
+        let resolved = registry
+            .resolve_tool(name)
+            .map(|(plugin, entry)| (plugin.manifest.name.clone(), entry.qualified_name.clone()))
+            .ok();
+        let caller = options.caller_id.clone();
+        let request_id = options.request_id.clone();
+        let result = registry
+            .call_tool(&self.runtime, name, arguments, options)
+            .await;
+        let outcome = CallOutcome {
+            result,
+            tool: resolved.as_ref().map(|(_, tool)| tool.clone()),
+            duration: started.elapsed(),
+        };
+        if let Some((plugin, tool)) = resolved {
+            let stats = self.stats_entry(&plugin);
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+            if outcome.status() != "success" {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let micros = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
+            stats.total_micros.fetch_add(micros, Ordering::Relaxed);
+            self.history.record(CommandRecord {
+                command: tool,
+                plugin: Some(plugin),
+                params: runtime::truncate(arguments.to_string(), MAX_RECORDED_BYTES),
+                result: Some(runtime::truncate(
+                    result_summary(&outcome),
+                    MAX_RECORDED_BYTES,
+                )),
+                status: outcome.status(),
+                duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+                client_id: caller,
+                request_id,
+                source: match source {
+                    Source::Rest => "rest",
+                    Source::Mcp => "mcp",
+                },
+                created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            });
+        }
+        outcome
+    }
+}
+
+/// What the history keeps of a result: the text of its content, or the error.
+fn result_summary(outcome: &CallOutcome) -> String {
+    match &outcome.result {
+        Ok(Ok(result)) => {
+            let texts: Vec<&str> = result
+                .content
+                .iter()
+                .filter_map(|c| match c {
+                    runtime::Content::Text(t) | runtime::Content::Json(t) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect();
+            serde_json::json!({ "is_error": result.is_error, "text": texts }).to_string()
+        }
+        Ok(Err(error)) => serde_json::json!({ "error": format!("{error:?}") }).to_string(),
+        Err(error) => serde_json::json!({ "error": error.to_string() }).to_string(),
+    }
+}

@@ -1,0 +1,262 @@
+//! The metric set and its OpenMetrics text encoding (`prometheus-client`). Histograms are
+//! this module's own lock-free [`LatencyHistogram`], which also answers quantiles for
+//! `/diagnostics/performance`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the latency buckets, in seconds: 0.5 ms to 5 min.
+const BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// A latency histogram of atomics: observing is a few relaxed adds, never a lock.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Per bucket, not cumulative; the last one is `+Inf`.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Counts one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The `q` quantile (0 to 1) in milliseconds, interpolated linearly inside its bucket as
+    /// Prometheus's `histogram_quantile` does; `None` before the first observation.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (index, count) in counts.iter().enumerate() {
+            if *count > 0 && (below + count) as f64 >= rank {
+                let lower = if index == 0 { 0.0 } else { BUCKETS[index - 1] };
+                // The +Inf bucket has no upper bound: report its lower one.
+                let Some(upper) = BUCKETS.get(index) else {
+                    return Some(lower * 1000.0);
+                };
+                let within = (rank - below as f64) / *count as f64;
+                return Some((lower + (upper - lower) * within) * 1000.0);
+            }
+            below += count;
+        }
+        None
+    }
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+/// Labels of `waygate_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The route template (`/plugins/{name}`), never the raw path.
+    pub endpoint: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of the per-endpoint latency histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The route template.
+    pub endpoint: &'static str,
+}
+
+/// Labels of `waygate_plugin_execution_seconds`: both come from loaded plugins, never from
+/// the client, so the label set is bounded by what the operator installed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// The plugin.
+    pub plugin: String,
+    /// The qualified tool name.
+    pub command: String,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by method, route and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route.
+    pub request_duration: Family<EndpointLabels, LatencyHistogram>,
+    /// Every request's latency, for the diagnostics quantiles.
+    pub all_requests: std::sync::Arc<LatencyHistogram>,
+    /// Connections open now.
+    pub active_connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_total: Counter,
+    /// Plugin call latency by plugin and tool.
+    pub plugin_execution: Family<PluginLabels, LatencyHistogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("waygate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "HTTP requests answered", requests.clone());
+        let request_duration = Family::<EndpointLabels, LatencyHistogram>::default();
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's headers to its response",
+            request_duration.clone(),
+        );
+        let all_requests = std::sync::Arc::new(LatencyHistogram::default());
+        let active_connections = Gauge::default();
+        registry.register(
+            "active_connections",
+            "HTTP connections open now",
+            active_connections.clone(),
+        );
+        let connections_total = Counter::default();
+        registry.register(
+            "connections",
+            "HTTP connections accepted",
+            connections_total.clone(),
+        );
+        let plugin_execution = Family::<PluginLabels, LatencyHistogram>::default();
+        registry.register(
+            "plugin_execution_seconds",
+            "Tool call latency, argument validation and sandbox included",
+            plugin_execution.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            all_requests,
+            active_connections,
+            connections_total,
+            plugin_execution,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(
+        &self,
+        method: &str,
+        endpoint: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                endpoint,
+                status,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(elapsed);
+        self.all_requests.observe(elapsed);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let histogram = LatencyHistogram::default();
+        assert_eq!(histogram.quantile_ms(0.5), None);
+        for _ in 0..100 {
+            histogram.observe(Duration::from_micros(800)); // 0.5..1 ms bucket
+        }
+        let p50 = histogram.quantile_ms(0.5).unwrap();
+        assert!((0.5..=1.0).contains(&p50), "{p50}");
+        histogram.observe(Duration::from_secs(1000)); // +Inf
+        assert_eq!(histogram.count(), 101);
+        assert_eq!(histogram.quantile_ms(1.0), Some(300_000.0));
+    }
+
+    #[test]
+    fn encodes_spec_metric_names() {
+        let metrics = Metrics::new();
+        metrics.observe_request("GET", "/health", 200, Duration::from_millis(2));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"waygate_requests_total{method="GET",endpoint="/health",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "waygate_request_duration_seconds_bucket{le=\"0.0025\",endpoint=\"/health\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
