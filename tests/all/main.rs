@@ -5,5 +5,6 @@ mod cache;
 mod capabilities;
 mod http;
 mod limits;
+mod mcp;
 mod plugins;
 mod support;

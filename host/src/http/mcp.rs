@@ -631,17 +631,7 @@ fn open_session_stream(state: &Arc<AppState>, parts: &Parts) -> Response<Body> {
         );
     }
     let Some(session_id) = header(parts, SESSION_HEADER) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            &RpcError::new(
-                INVALID_REQUEST,
-                format!(
-                    "GET /mcp opens a session's stream and needs Mcp-Session-Id; \
-                     {MODERN_VERSION} clients use subscriptions/listen"
-                ),
-            ),
-        );
+        return without_session(parts);
     };
     let session = match find_session(state, session_id, None) {
         Ok(session) => session,
@@ -660,14 +650,31 @@ fn open_session_stream(state: &Arc<AppState>, parts: &Parts) -> Response<Body> {
     with_session(event_stream_response(body), &session)
 }
 
+/// GET or DELETE without a session: a stateless (2026-07-28) client, which has neither
+/// session streams nor sessions to end, so 405 as that revision asks.
+fn without_session(parts: &Parts) -> Response<Body> {
+    let mut response = rpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        &RpcError::new(
+            INVALID_REQUEST,
+            format!(
+                "{} /mcp needs an Mcp-Session-Id (session-based protocol); \
+                 {MODERN_VERSION} clients POST, and listen with subscriptions/listen",
+                parts.method
+            ),
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
 /// `DELETE /mcp`: ends the session.
 fn end_session(state: &AppState, parts: &Parts) -> Response<Body> {
     let Some(session_id) = header(parts, SESSION_HEADER) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            &RpcError::new(INVALID_REQUEST, "DELETE /mcp needs Mcp-Session-Id"),
-        );
+        return without_session(parts);
     };
     match state.mcp.sessions.end(session_id) {
         Ok(()) => {
