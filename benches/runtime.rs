@@ -25,7 +25,7 @@ mod sync_bindings {
     //! Sync bindings of the same WIT, only for the comparison.
     wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
 }
-use sync_bindings::waygate::plugin::{config, kv, log, types};
+use sync_bindings::waygate::plugin::{config, kv, log, progress, types};
 
 /// Host state for the sync comparison; `echo` calls none of the imports.
 struct BenchState {
@@ -44,6 +44,9 @@ impl WasiView for BenchState {
 impl types::Host for BenchState {}
 impl log::Host for BenchState {
     fn log(&mut self, _: log::Level, _: String, _: Vec<(String, String)>) {}
+}
+impl progress::Host for BenchState {
+    fn report(&mut self, _: f64, _: Option<f64>, _: Option<String>) {}
 }
 impl config::Host for BenchState {
     fn get_config_json(&mut self) -> String {

@@ -7,6 +7,7 @@ use crate::config::Limits;
 use crate::registry::{self, Registry};
 use crate::runtime::{self, CallError, CallOptions, Limit, Runtime, ToolResult};
 use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, Store};
+use crate::telemetry::{ErrorLog, Metrics, PluginLabels};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,10 @@ pub struct Service {
     pub limits: Limits,
     /// When the server started.
     pub started: Instant,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Recent errors for `/diagnostics/errors`.
+    pub errors: ErrorLog,
     stats: RwLock<HashMap<String, Arc<PluginStats>>>,
 }
 
@@ -102,6 +107,8 @@ impl Service {
             history,
             limits,
             started: Instant::now(),
+            metrics: Metrics::new(),
+            errors: ErrorLog::default(),
             stats: RwLock::new(HashMap::new()),
         }
     }
@@ -169,6 +176,26 @@ impl Service {
             }
             let micros = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
             stats.total_micros.fetch_add(micros, Ordering::Relaxed);
+            self.metrics
+                .plugin_execution
+                .get_or_create(&PluginLabels {
+                    plugin: plugin.clone(),
+                    command: tool.clone(),
+                })
+                .observe(outcome.duration);
+            if let Err(registry::Error::Runtime(error)) = &outcome.result {
+                // A limit is the plugin's doing; a trap or host failure needs a look.
+                let (level, code) = match error {
+                    runtime::Error::LimitExceeded { .. } => ("WARNING", "PLUGIN_LIMIT"),
+                    _ => ("ERROR", "PLUGIN_FAILED"),
+                };
+                self.errors.record(
+                    level,
+                    code,
+                    error.to_string(),
+                    serde_json::json!({ "request_id": request_id, "plugin": plugin, "tool": tool }),
+                );
+            }
             self.history.record(CommandRecord {
                 command: tool,
                 plugin: Some(plugin),

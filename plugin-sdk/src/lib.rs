@@ -51,6 +51,7 @@ mod plugin;
 pub mod config;
 pub mod kv;
 pub mod log;
+pub mod progress;
 
 pub use content::{
     Arguments, CallContext, CallError, CallResult, Content, Metadata, Prompt, PromptArgument,
@@ -70,7 +71,7 @@ pub mod prelude {
     pub use crate::{
         Arguments, CallContext, CallError, CallResult, Content, Metadata, Plugin, Prompt,
         PromptArgument, PromptError, PromptMessage, PromptResult, Resource, ResourceContents,
-        ResourceError, Role, Tool, ToolResult, config, export_plugin, kv, log,
+        ResourceError, Role, Tool, ToolResult, config, export_plugin, kv, log, progress,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

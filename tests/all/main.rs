@@ -4,6 +4,7 @@
 mod cache;
 mod capabilities;
 mod http;
+mod interop;
 mod limits;
 mod mcp;
 mod plugins;

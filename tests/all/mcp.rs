@@ -692,3 +692,46 @@ async fn tool_calls_land_in_the_command_history() {
     );
     assert_eq!(rows[1].record.status, "success");
 }
+
+#[tokio::test]
+async fn progress_reports_stream_before_the_result() {
+    let env = TestEnv::new();
+    env.add("hostile", &fixture("hostile"), "");
+    let server = TestServer::start(env).await;
+    let mut params = json!({"name": "hostile__progress"});
+    let body = modern_body(3, "tools/call", params.take());
+    let body = body.replace(r#""_meta":{"#, r#""_meta":{"progressToken":"tok-1","#);
+    let headers = [
+        ACCEPT,
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "hostile__progress"),
+    ];
+    let response = server.send("POST", "/mcp", &headers, Some(&body)).await;
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    let events = response.events();
+    let progress: Vec<(f64, &str)> = events
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress")
+        .map(|e| {
+            assert_eq!(e["params"]["progressToken"], "tok-1");
+            assert_eq!(e["params"]["total"], 3.0);
+            (
+                e["params"]["progress"].as_f64().unwrap(),
+                e["params"]["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        [(1.0, "one"), (2.0, "two"), (3.0, "three")],
+        "a report that does not grow is dropped"
+    );
+    let last = events.last().expect("the result");
+    assert_eq!(last["id"], 3);
+    assert_eq!(last["result"]["content"][0]["text"], "done");
+
+    // Without a token the same call is a plain JSON answer.
+    let plain = modern(&server, "tools/call", json!({"name": "hostile__progress"})).await;
+    assert_eq!(plain.header("content-type"), Some("application/json"));
+}

@@ -4,11 +4,15 @@
 //!   `wasm32-wasip2`, the JavaScript plugin with its local npm toolchain) and packages them
 //!   into `target/plugins/<name>/` and `target/test-plugins/`.
 //! - `cargo xtask run [-- serve flags]`: builds the plugins and runs the server in release mode.
-//! - `cargo xtask test`: builds the plugins once, then runs every test of both workspaces.
+//! - `cargo xtask test`: builds the plugins once, sets up the interop clients, then runs
+//!   every test of both workspaces.
+//! - `cargo xtask interop`: sets up the interop clients only: the official MCP SDKs for
+//!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`).
 //! - `cargo xtask bench`: builds the plugins, then runs the benchmarks in release mode.
 //!
-//! Installs what is missing (the `wasm32-wasip2` target, npm packages into the plugin's own
-//! `node_modules`), so a fresh machine with only the Rust toolchain is enough.
+//! Installs what is missing (the `wasm32-wasip2` target, npm packages into each package's own
+//! `node_modules`, PyPI packages into a venv under `target/`), so a fresh machine with the
+//! Rust toolchain, Python 3 and Node is enough.
 
 mod tidy;
 
@@ -26,11 +30,14 @@ fn main() -> ExitCode {
     let result = match command {
         "plugins" => build_plugins().map(|_| ()),
         "run" => build_plugins().and_then(|plugins| run_server(&plugins, rest)),
-        "test" => build_plugins().and_then(|_| run_tests(rest)),
+        "test" => build_plugins()
+            .and_then(|_| setup_interop())
+            .and_then(|()| run_tests(rest)),
+        "interop" => setup_interop(),
         "bench" => build_plugins().and_then(|_| run_benches(rest)),
         "tidy" => tidy::check(&root()).map_err(|problems| problems.join("\n")),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|run|test|bench|tidy> [args]");
+            eprintln!("usage: cargo xtask <plugins|run|test|interop|bench|tidy> [args]");
             return ExitCode::from(2);
         }
     };
@@ -216,6 +223,35 @@ fn run_server(plugins: &Path, args: &[String]) -> Result<(), String> {
     run(command.args(args))
 }
 
+/// The interop clients: the pinned PyPI packages in a venv (rebuilt when
+/// `tests/interop/requirements.txt` changes) and the pinned npm packages.
+fn setup_interop() -> Result<(), String> {
+    let root = root();
+    let requirements = root.join("tests/interop/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let venv = target_dir().join("interop/venv");
+    let stamp = venv.join("requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        if venv.exists() {
+            std::fs::remove_dir_all(&venv)
+                .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
+        }
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements))?;
+        copy(&requirements, &stamp)?;
+    }
+    let node = root.join("tests/interop/node");
+    if !node.join("node_modules").is_dir() {
+        run(Command::new("npm")
+            .current_dir(&node)
+            .args(["ci", "--no-audit", "--no-fund"]))?;
+    }
+    Ok(())
+}
+
 fn run_tests(args: &[String]) -> Result<(), String> {
     let root = root();
     // The example plugins' own unit tests run on the host target.
@@ -224,8 +260,11 @@ fn run_tests(args: &[String]) -> Result<(), String> {
         .args(["test", "--target-dir"])
         .arg(target_dir().join("wasm-host-tests"))
         .args(["--workspace", "--exclude", "hostile"]))?;
+    // The interop tests skip themselves when their clients are missing, unless told that
+    // the clients were set up, as here.
     run(cargo()
         .current_dir(&root)
+        .env("WAYGATE_INTEROP", "required")
         .args(["test", "--workspace"])
         .args(args))
 }

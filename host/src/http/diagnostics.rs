@@ -30,8 +30,8 @@ pub(super) fn connection(state: &AppState) -> Value {
         "server": if *state.shutting_down.borrow() { "stopping" } else { "running" },
         "port": listening_on.map(|a| a.port()),
         "connections": {
-            "active": state.metrics.active_connections.get(),
-            "total": state.metrics.connections_total.get(),
+            "active": state.service.metrics.active_connections.get(),
+            "total": state.service.metrics.connections_total.get(),
             "max": state.limits().max_connections,
         },
         "mcp_sessions": state.mcp.sessions.len(),
@@ -90,7 +90,7 @@ pub(super) fn performance(state: &AppState) -> Value {
     let open_files = std::fs::read_dir("/proc/self/fd")
         .ok()
         .map(|entries| entries.count());
-    let latency = &state.metrics.all_requests;
+    let latency = &state.service.metrics.all_requests;
     json!({
         "cpu_percent": cpu_percent(state),
         "memory": {
@@ -124,6 +124,6 @@ pub(super) fn errors(state: &AppState, parts: &Parts) -> Result<Value, ApiError>
             ))
         })?),
     };
-    let (errors, total) = state.errors.recent(limit as usize, since);
+    let (errors, total) = state.service.errors.recent(limit as usize, since);
     Ok(json!({ "errors": errors, "total": total }))
 }

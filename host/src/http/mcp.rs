@@ -9,8 +9,8 @@ use crate::mcp::jsonrpc::{
     Message, REQUEST_CANCELLED, RpcError, UNSUPPORTED_VERSION,
 };
 use crate::mcp::{
-    Era, ListChange, MODERN_VERSION, RequestContext, SESSION_VERSIONS, Session, SessionError, meta,
-    supported_versions,
+    Era, InFlight, ListChange, MODERN_VERSION, RequestContext, SESSION_VERSIONS, Session,
+    SessionError, meta, supported_versions,
 };
 use http_body_util::Either;
 use hyper::body::Bytes;
@@ -153,7 +153,7 @@ async fn post(
     };
     let context = RequestContext {
         request_id: request_id.to_owned(),
-        caller_id: None,
+        ..RequestContext::default()
     };
     let meta_version = message
         .params()
@@ -317,16 +317,15 @@ async fn session_request(
             let era = Era::Session {
                 version: session.version,
             };
-            let mut in_flight = session.start_request(&id);
-            let outcome = tokio::select! {
-                outcome = state.mcp.handle(&era, &method, &params, context) => outcome,
-                _ = &mut in_flight.cancelled => Err(RpcError::new(REQUEST_CANCELLED, "request cancelled")),
+            let in_flight = session.start_request(&id);
+            let request = Call {
+                era,
+                id,
+                method,
+                params,
+                context: context.clone(),
             };
-            let message = match outcome {
-                Ok(result) => jsonrpc::result(&id, result),
-                Err(error) => jsonrpc::error(Some(&id), &error),
-            };
-            answer(accept, StatusCode::OK, message)
+            respond(state, parts, request, accept, Some(in_flight)).await
         }
     };
     with_session(response, &session)
@@ -490,20 +489,130 @@ async fn stateless_request(
             listen(state, id, &params)
         }
         Message::Request { id, method, params } => {
-            // A client that goes away drops this future, and with it the plugin call.
-            match state
-                .mcp
-                .handle(&Era::Stateless, &method, &params, context)
-                .await
-            {
-                Ok(result) => answer(accept, StatusCode::OK, jsonrpc::result(&id, result)),
-                Err(error) if error.code == METHOD_NOT_FOUND => {
-                    rpc_error(StatusCode::NOT_FOUND, Some(&id), &error)
-                }
-                Err(error) => answer(accept, StatusCode::OK, jsonrpc::error(Some(&id), &error)),
-            }
+            let request = Call {
+                era: Era::Stateless,
+                id,
+                method,
+                params,
+                context: context.clone(),
+            };
+            respond(state, parts, request, accept, None).await
         }
     }
+}
+
+/// One request to answer.
+struct Call {
+    era: Era,
+    id: Id,
+    method: String,
+    params: Map<String, Value>,
+    context: RequestContext,
+}
+
+/// The `progressToken` a request asks progress under.
+fn progress_token(params: &Map<String, Value>) -> Option<Value> {
+    let token = params.get("_meta")?.get("progressToken")?;
+    (token.is_string() || token.is_i64()).then(|| token.clone())
+}
+
+/// Runs a request and answers it. A client that goes away drops this future, and with it
+/// the plugin call; a session's `notifications/cancelled` stops it through `in_flight`.
+/// A `tools/call` that asks for progress, from a client that takes event streams, is
+/// answered as a stream: `notifications/progress` as the plugin reports, then the result.
+async fn respond(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    mut call: Call,
+    accept: Accepts,
+    in_flight: Option<InFlight>,
+) -> Response<Body> {
+    let takes_events =
+        header(parts, header::ACCEPT.as_str()).is_some_and(|a| a.contains("text/event-stream"));
+    let token =
+        progress_token(&call.params).filter(|_| takes_events && call.method == "tools/call");
+    if let Some(token) = token {
+        let (sender, body) = sse::channel();
+        let (progress, reports) = tokio::sync::mpsc::channel(PROGRESS_BUFFER);
+        call.context.progress = Some(progress);
+        tokio::spawn(stream_with_progress(
+            state.clone(),
+            call,
+            token,
+            sender,
+            reports,
+            in_flight,
+        ));
+        return event_stream_response(body);
+    }
+    let (id, era) = (call.id.clone(), call.era.clone());
+    let outcome = run(state, &call, in_flight).await;
+    match outcome {
+        Ok(result) => answer(accept, StatusCode::OK, jsonrpc::result(&id, result)),
+        // 2026-07-28 answers an unknown method with 404, so clients can tell eras apart.
+        Err(error) if error.code == METHOD_NOT_FOUND && era == Era::Stateless => {
+            rpc_error(StatusCode::NOT_FOUND, Some(&id), &error)
+        }
+        Err(error) => answer(accept, StatusCode::OK, jsonrpc::error(Some(&id), &error)),
+    }
+}
+
+/// Progress reports buffered for one call before further ones are dropped.
+const PROGRESS_BUFFER: usize = 16;
+
+async fn run(
+    state: &AppState,
+    call: &Call,
+    in_flight: Option<InFlight>,
+) -> Result<Value, RpcError> {
+    let handled = state
+        .mcp
+        .handle(&call.era, &call.method, &call.params, &call.context);
+    match in_flight {
+        None => handled.await,
+        Some(mut in_flight) => tokio::select! {
+            outcome = handled => outcome,
+            _ = &mut in_flight.cancelled => {
+                Err(RpcError::new(REQUEST_CANCELLED, "request cancelled"))
+            }
+        },
+    }
+}
+
+async fn stream_with_progress(
+    state: Arc<AppState>,
+    call: Call,
+    token: Value,
+    sender: SseSender,
+    mut reports: tokio::sync::mpsc::Receiver<crate::runtime::Progress>,
+    in_flight: Option<InFlight>,
+) {
+    let running = run(&state, &call, in_flight);
+    tokio::pin!(running);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut running => break outcome,
+            // The client closed the stream: that cancels the call (dropping `running`).
+            () = sender.closed() => return,
+            Some(report) = reports.recv() => {
+                let mut params = json!({ "progressToken": token, "progress": report.progress });
+                if let Some(total) = report.total {
+                    params["total"] = json!(total);
+                }
+                if let Some(message) = report.message {
+                    params["message"] = json!(message);
+                }
+                if !sender.message(&jsonrpc::notification("notifications/progress", params)).await {
+                    return;
+                }
+            }
+        }
+    };
+    let message = match outcome {
+        Ok(result) => jsonrpc::result(&call.id, result),
+        Err(error) => jsonrpc::error(Some(&call.id), &error),
+    };
+    sender.message(&message).await;
 }
 
 /// `subscriptions/listen`: an event stream that acknowledges the filter, then carries the

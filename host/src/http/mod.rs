@@ -18,7 +18,6 @@ pub use rest::ROUTES;
 use crate::config::Limits;
 use crate::mcp::McpServer;
 use crate::service::Service;
-use crate::telemetry::{ErrorLog, Metrics};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -46,10 +45,6 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// The MCP server and its sessions.
     pub mcp: McpServer,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
-    /// Recent errors for `/diagnostics/errors`.
-    pub errors: ErrorLog,
     /// Browser origins allowed besides loopback ones.
     allowed_origins: Vec<String>,
     /// The address the listener is bound to, once serving.
@@ -66,8 +61,6 @@ impl AppState {
         Self {
             mcp: McpServer::new(service.clone()),
             service,
-            metrics: Metrics::new(),
-            errors: ErrorLog::default(),
             allowed_origins,
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
@@ -147,8 +140,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        state.metrics.connections_total.inc();
-        state.metrics.active_connections.inc();
+        state.service.metrics.connections_total.inc();
+        state.service.metrics.active_connections.inc();
         let service_state = state.clone();
         let service = hyper::service::service_fn(move |request| {
             let state = service_state.clone();
@@ -167,7 +160,7 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            connection_state.metrics.active_connections.dec();
+            connection_state.service.metrics.active_connections.dec();
         });
     }
     // Event streams end first, so their connections can drain like the others.
@@ -238,7 +231,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         );
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
-    state.metrics.observe_request(
+    state.service.metrics.observe_request(
         parts.method.as_str(),
         endpoint.unwrap_or("unmatched"),
         response.status().as_u16(),
@@ -265,7 +258,7 @@ async fn read_body(state: &AppState, body: Incoming) -> Result<Bytes, ApiError> 
 
 /// Request headers a browser page may send (CORS).
 const ALLOWED_HEADERS: &str = "Content-Type, Accept, Authorization, X-API-Key, Mcp-Session-Id, \
-     MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID";
+     MCP-Protocol-Version, Mcp-Method, Mcp-Name";
 /// Response headers a browser page may read (CORS).
 const EXPOSED_HEADERS: &str = "Mcp-Session-Id, X-Request-Id, X-Total-Count, X-Page-Count, Link";
 
@@ -279,7 +272,7 @@ fn preflight(origin_ok: bool) -> Response<Body> {
         let headers = response.headers_mut();
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
         );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
@@ -333,7 +326,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 /// An API error response; server faults and limits also go to the error ring.
 fn error_response(state: &AppState, error: &ApiError, request_id: &str) -> Response<Body> {
     if error.status.is_server_error() || error.status == StatusCode::REQUEST_TIMEOUT {
-        state.errors.record(
+        state.service.errors.record(
             if error.status.is_server_error() {
                 "ERROR"
             } else {

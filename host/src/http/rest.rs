@@ -77,7 +77,7 @@ pub(super) async fn route(
         ("/metrics", &Method::GET) => Ok(bytes_response(
             StatusCode::OK,
             OPENMETRICS_CONTENT_TYPE,
-            state.metrics.encode().into_bytes(),
+            state.service.metrics.encode().into_bytes(),
         )),
         ("/openapi.json", &Method::GET) => Ok(bytes_response(
             StatusCode::OK,
@@ -359,10 +359,10 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
     }
     let options = CallOptions {
         request_id: request_id.to_owned(),
-        caller_id: None,
         timeout: Some(Duration::from_secs(
             request.timeout.unwrap_or(DEFAULT_EXECUTE_TIMEOUT_SECS),
         )),
+        ..CallOptions::default()
     };
     let outcome = state
         .service
@@ -450,4 +450,48 @@ fn result_json(result: &ToolResult) -> Value {
         "data": data,
         "content": result.content.iter().map(content_json).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The OpenAPI document names exactly the routes and methods the router serves.
+    #[test]
+    fn openapi_document_matches_the_routes() {
+        let document: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(document["openapi"], "3.1.0");
+        assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let documented: BTreeSet<(String, String)> = document["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .filter(|k| ["get", "post", "put", "delete", "patch"].contains(&k.as_str()))
+                    .map(move |method| (path.clone(), method.to_uppercase()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .iter()
+                    .map(move |m| ((*path).to_owned(), m.as_str().to_owned()))
+            })
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn templates_never_carry_raw_paths() {
+        assert_eq!(template("/plugins/echo"), Some("/plugins/{name}"));
+        assert_eq!(template("/plugins/a/b"), None);
+        assert_eq!(template("/plugins/"), None);
+        assert_eq!(template("/mcp"), Some("/mcp"));
+        assert_eq!(template("/nope"), None);
+    }
 }

@@ -59,6 +59,7 @@ fn options(context: &RequestContext) -> CallOptions {
         request_id: context.request_id.clone(),
         caller_id: context.caller_id.clone(),
         timeout: None,
+        progress: context.progress.clone(),
     }
 }
 

@@ -10,7 +10,7 @@ mod methods;
 mod session;
 
 pub use methods::content_json;
-pub use session::{Session, SessionError, Sessions};
+pub use session::{InFlight, Session, SessionError, Sessions};
 
 use crate::service::Service;
 use jsonrpc::{METHOD_NOT_FOUND, RpcError};
@@ -63,6 +63,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The authenticated caller, when there is one.
     pub caller_id: Option<String>,
+    /// Where the plugin's progress reports go, when the client asked for progress.
+    pub progress: Option<crate::runtime::ProgressSink>,
 }
 
 /// A change in one of the lists clients may watch.

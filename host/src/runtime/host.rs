@@ -1,11 +1,11 @@
 //! The per-call host state: the WASI context, the limiter, and the host's imports
-//! (`log`, `config`, `kv`) as the guest sees them.
+//! (`log`, `progress`, `config`, `kv`) as the guest sees them.
 //! Owns: [`HostState`], [`HostStateBuilder`]. Never: reaches the network or the filesystem
 //! on the guest's behalf except through the store's namespaced key-value API.
 //! Limits: [`PluginLimits::memory_mib`], [`PluginLimits::output_bytes`],
 //! [`PluginLimits::log_lines`], [`PluginLimits::kv_quota_bytes`].
 
-use super::bindings::waygate::plugin::{config, kv, log, types};
+use super::bindings::waygate::plugin::{config, kv, log, progress, types};
 use super::error::Limit;
 use crate::config::PluginLimits;
 use crate::config::limits::{
@@ -30,6 +30,8 @@ const MAX_RESOURCE_HANDLES: usize = 10_000;
 /// Most fields per log line, and bytes per field key or value.
 const MAX_LOG_FIELDS: usize = 32;
 const MAX_LOG_FIELD_BYTES: usize = 1024;
+/// Longest progress message kept, in bytes.
+const MAX_PROGRESS_MESSAGE_BYTES: usize = 1024;
 /// Field the SDK sets on the log line it writes from its panic hook.
 const PANIC_FIELD: &str = "waygate.panic";
 
@@ -60,7 +62,26 @@ pub struct HostState {
     pub(super) logs_dropped: u32,
     /// The message of a guest panic, reported by the SDK's panic hook before it traps.
     pub(super) panic_message: Option<String>,
+    /// Where progress reports go, when the caller wants them.
+    progress: Option<ProgressSink>,
+    /// The last progress forwarded; reports must grow past it.
+    last_progress: f64,
 }
+
+/// One progress report from a plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Work done so far.
+    pub progress: f64,
+    /// Work in all, when known.
+    pub total: Option<f64>,
+    /// What is happening.
+    pub message: Option<String>,
+}
+
+/// The receiving end's sender for a call's progress reports. Reports are offered without
+/// waiting: when the channel is full, the report is dropped.
+pub type ProgressSink = tokio::sync::mpsc::Sender<Progress>;
 
 /// Builds a [`HostState`]. The defaults deny everything:
 /// no environment variables, no arguments, no preopened directories (so no filesystem),
@@ -72,6 +93,7 @@ pub struct HostStateBuilder {
     config_json: Arc<str>,
     store: Arc<Store>,
     limits: PluginLimits,
+    progress: Option<ProgressSink>,
 }
 
 impl HostStateBuilder {
@@ -88,7 +110,14 @@ impl HostStateBuilder {
             config_json,
             store,
             limits,
+            progress: None,
         }
+    }
+
+    /// Sends the call's progress reports to `sink`.
+    pub fn progress(mut self, sink: Option<ProgressSink>) -> Self {
+        self.progress = sink;
+        self
     }
 
     /// Tags the call's log lines with the request id.
@@ -127,6 +156,8 @@ impl HostStateBuilder {
             log_budget: self.limits.log_lines,
             logs_dropped: 0,
             panic_message: None,
+            progress: self.progress,
+            last_progress: f64::NEG_INFINITY,
         }
     }
 }
@@ -274,6 +305,25 @@ fn plugin_log_enabled(level: tracing::Level) -> bool {
         tracing::Level::INFO => tracing::enabled!(target: "plugin", tracing::Level::INFO),
         tracing::Level::WARN => tracing::enabled!(target: "plugin", tracing::Level::WARN),
         tracing::Level::ERROR => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
+    }
+}
+
+impl progress::Host for HostState {
+    fn report(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
+        let Some(sink) = &self.progress else {
+            return;
+        };
+        if !progress.is_finite() || progress <= self.last_progress {
+            return;
+        }
+        self.last_progress = progress;
+        let report = Progress {
+            progress,
+            total: total.filter(|t| t.is_finite()),
+            message: message.map(|m| truncate(m, MAX_PROGRESS_MESSAGE_BYTES)),
+        };
+        // A full channel means the client reads slower than the plugin reports: drop.
+        let _ = sink.try_send(report);
     }
 }
 

@@ -16,7 +16,7 @@ pub use bindings::{
 };
 pub use cache::{CacheOutcome, content_hash};
 pub use error::{Error, Limit};
-pub use host::{HostState, HostStateBuilder, truncate};
+pub use host::{HostState, HostStateBuilder, Progress, ProgressSink, truncate};
 
 use crate::config::limits::{
     EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE, MAX_PLUGIN_MEMORY_MIB,
@@ -67,6 +67,8 @@ pub struct CallOptions {
     pub caller_id: Option<String>,
     /// The request's own timeout; the call gets the smaller of it and the plugin's limit.
     pub timeout: Option<Duration>,
+    /// Where the plugin's progress reports go, when the caller wants them.
+    pub progress: Option<ProgressSink>,
 }
 
 /// A plugin compiled, linked and pre-instantiated: ready for a fresh instance per call.
@@ -419,7 +421,7 @@ impl Runtime {
     fn new_store(
         &self,
         guest: &Guest,
-        request_id: &str,
+        options: &CallOptions,
         phase: &'static str,
     ) -> Result<wasmtime::Store<HostState>, Error> {
         let state = HostStateBuilder::new(
@@ -428,7 +430,8 @@ impl Runtime {
             self.store.clone(),
             guest.limits,
         )
-        .request_id(request_id)
+        .request_id(&options.request_id)
+        .progress(options.progress.clone())
         .build();
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -472,7 +475,7 @@ impl Runtime {
         let mut call = Some(call);
         let (outcome, store) = loop {
             let remaining = timeout.saturating_sub(started.elapsed());
-            let mut store = self.new_store(guest, &options.request_id, phase)?;
+            let mut store = self.new_store(guest, &options, phase)?;
             let pre = &guest.pre;
             let attempt = tokio::time::timeout(remaining, async {
                 let plugin = pre.instantiate_async(&mut store).await?;

@@ -6,4 +6,4 @@ mod errors;
 mod metrics;
 
 pub use errors::{ErrorEntry, ErrorLog};
-pub use metrics::{LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE};
+pub use metrics::{LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PluginLabels};

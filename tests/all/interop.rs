@@ -1,0 +1,113 @@
+//! The official MCP clients against a real server with the example plugins: the Python SDK
+//! in both protocol eras, the TypeScript SDKs 1.x and 2.x, and schemathesis against the
+//! OpenAPI document. The clients live in `tests/interop/`; `cargo xtask test` installs
+//! them first (`cargo xtask interop` alone does too).
+
+use crate::support::{TestEnv, TestServer, target_dir};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Longest an interop client may run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `path` if it exists; otherwise skips the test, or fails it when `cargo xtask test` said
+/// the clients were installed (`WAYGATE_INTEROP=required`).
+fn installed(path: PathBuf) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let message = format!(
+        "{} is missing: run `cargo xtask interop` to install the interop clients",
+        path.display()
+    );
+    assert!(
+        std::env::var("WAYGATE_INTEROP").as_deref() != Ok("required"),
+        "{message}"
+    );
+    eprintln!("skipped: {message}");
+    None
+}
+
+fn python() -> Option<PathBuf> {
+    installed(target_dir().join("interop/venv/bin/python"))
+}
+
+fn node_client() -> Option<PathBuf> {
+    installed(repo().join("tests/interop/node/node_modules"))?;
+    Some(repo().join("tests/interop/node/client.mjs"))
+}
+
+async fn server() -> TestServer {
+    let env = TestEnv::new();
+    env.add_examples();
+    TestServer::start(env).await
+}
+
+/// Runs `command` off the async runtime (the server is on it) and fails with its output
+/// unless it succeeds.
+async fn run_client(mut command: Command) {
+    let shown = format!("{command:?}");
+    let output = tokio::time::timeout(
+        CLIENT_TIMEOUT,
+        tokio::task::spawn_blocking(move || command.output()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{shown} ran longer than {CLIENT_TIMEOUT:?}"))
+    .expect("client task")
+    .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{shown} failed with {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    eprintln!("{stdout}");
+}
+
+async fn python_client(mode: &str) {
+    let Some(python) = python() else { return };
+    let server = server().await;
+    let mut command = Command::new(python);
+    command
+        .arg(repo().join("tests/interop/python_client.py"))
+        .arg(format!("http://{}/mcp", server.addr))
+        .arg(mode);
+    run_client(command).await;
+}
+
+async fn node(sdk: &str) {
+    let Some(client) = node_client() else { return };
+    let server = server().await;
+    let mut command = Command::new("node");
+    command
+        .arg(client)
+        .arg(format!("http://{}/mcp", server.addr))
+        .arg(sdk);
+    run_client(command).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_stateless() {
+    python_client("auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_session() {
+    python_client("session").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_1() {
+    node("v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_2() {
+    node("v2").await;
+}
