@@ -15,6 +15,7 @@ import sys
 import traceback
 import uuid
 
+import httpx2
 import mcp
 import mcp.types
 from mcp.client.streamable_http import streamable_http_client
@@ -152,27 +153,46 @@ async def exercise(client, run: str) -> None:
           (result.is_error, text_of(result)))
 
 
+def http_client(seen: list) -> httpx2.AsyncClient:
+    """An HTTP client that notes (method, status, Mcp-Session-Id, MCP-Protocol-Version) per exchange."""
+    async def record(response: httpx2.Response) -> None:
+        request = response.request
+        seen.append((request.method, response.status_code, response.headers.get("mcp-session-id"),
+                     request.headers.get("mcp-protocol-version")))
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(10, read=TIMEOUT_SECONDS),
+                              event_hooks={"response": [record]})
+
+
 async def run_auto(url: str) -> None:
-    async with mcp.Client(url) as client:  # mode="auto" is the default
-        session = client.session
-        check("auto mode used server/discover (stateless era)",
-              session.discover_result is not None and session.initialize_result is None,
-              (session.discover_result, session.initialize_result))
-        check("negotiated protocol version is 2026-07-28",
-              client.protocol_version == "2026-07-28", client.protocol_version)
-        await exercise(client, "python-auto")
+    seen: list = []
+    async with http_client(seen) as http:
+        async with mcp.Client(streamable_http_client(url, http_client=http)) as client:  # mode="auto"
+            session = client.session
+            check("auto mode used server/discover (stateless era)",
+                  session.discover_result is not None and session.initialize_result is None,
+                  (session.discover_result, session.initialize_result))
+            check("negotiated protocol version is 2026-07-28",
+                  client.protocol_version == "2026-07-28", client.protocol_version)
+            await exercise(client, "python-auto")
+    check("no Mcp-Session-Id and MCP-Protocol-Version 2026-07-28 on every request",
+          all(sid is None and version == "2026-07-28" for _, _, sid, version in seen), seen)
 
 
 async def run_session(url: str) -> None:
-    async with streamable_http_client(url) as (read, write):
-        async with mcp.ClientSession(read, write) as session:
-            init = await session.initialize()
-            check("session mode used initialize (session era)",
-                  session.initialize_result is not None and session.discover_result is None,
-                  (session.initialize_result, session.discover_result))
-            check("negotiated protocol version is 2025-11-25",
-                  init.protocol_version == "2025-11-25", init.protocol_version)
-            await exercise(session, "python-session")
+    seen: list = []
+    async with http_client(seen) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with mcp.ClientSession(read, write) as session:
+                init = await session.initialize()
+                check("session mode used initialize (session era)",
+                      session.initialize_result is not None and session.discover_result is None,
+                      (session.initialize_result, session.discover_result))
+                check("negotiated protocol version is 2025-11-25",
+                      init.protocol_version == "2025-11-25", init.protocol_version)
+                check("initialize answered with an Mcp-Session-Id", bool(seen and seen[0][2]), seen[:1])
+                await exercise(session, "python-session")
+    deletes = [status for method, status, _, _ in seen if method == "DELETE"]
+    check("closing sent DELETE, answered 2xx", len(deletes) == 1 and 200 <= deletes[0] < 300, seen[-3:])
 
 
 def describe(error: BaseException) -> str:

@@ -6,7 +6,7 @@ use super::{ApiError, AppState, now_rfc3339};
 use hyper::http::request::Parts;
 use serde_json::{Value, json};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `/proc` reports CPU time in USER_HZ ticks, 100 per second on every Linux ABI.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -118,12 +118,125 @@ pub(super) fn errors(state: &AppState, parts: &Parts) -> Result<Value, ApiError>
     let limit = query::integer(&pairs, "limit", 10, 1..=MAX_ERRORS)?;
     let since = match pairs.iter().rev().find(|(k, _)| k == "since") {
         None => None,
-        Some((_, text)) => Some(humantime::parse_rfc3339_weak(text).map_err(|_| {
+        Some((_, text)) => Some(parse_timestamp(text).ok_or_else(|| {
             ApiError::invalid_request(format!(
-                "since must be an ISO 8601 timestamp such as 2026-01-01T00:00:00Z, got {text:?}"
+                "since must be an RFC 3339 timestamp such as 2026-01-01T00:00:00Z or \
+                 2026-01-01T02:00:00+02:00, got {text:?}"
             ))
         })?),
     };
     let (errors, total) = state.service.errors.recent(limit as usize, since);
     Ok(json!({ "errors": errors, "total": total }))
+}
+
+/// An RFC 3339 timestamp (`2026-01-01T00:00:00.5Z`, `…+02:00`; `t`, `z` and a space for
+/// `T` also accepted) as a point in time; instants before 1970 become the epoch.
+fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    if !matches!(bytes[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if end == 0 {
+            return None;
+        }
+        let kept = &fraction[..end.min(9)];
+        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
+        rest = &fraction[end..];
+    }
+    let offset_seconds = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                // An unencoded '+' in a query string arrives as a space.
+                b'+' | b' ' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let offset = rest.get(1..)?;
+            let (h, m) = offset.split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    Some(match u64::try_from(seconds) {
+        Ok(seconds) => UNIX_EPOCH + Duration::new(seconds, nanos),
+        Err(_) => UNIX_EPOCH,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_with_offsets_and_fractions() {
+        let at = |s: &str| {
+            parse_timestamp(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64())
+        };
+        assert_eq!(at("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(at("2026-01-01T00:00:00Z"), Some(1_767_225_600.0));
+        assert_eq!(at("2026-01-01T02:00:00+02:00"), Some(1_767_225_600.0));
+        assert_eq!(at("2025-12-31T23:00:00.5-01:00"), Some(1_767_225_600.5));
+        assert_eq!(at("2024-02-29 12:00:00z"), Some(1_709_208_000.0));
+        assert_eq!(
+            at("0374-02-28T06:16:37+02:23"),
+            Some(0.0),
+            "before 1970: the epoch"
+        );
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-01-01",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00+2:00",
+            "x",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
 }

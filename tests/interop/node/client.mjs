@@ -135,11 +135,26 @@ async function exercise(client, run) {
     { isError: result.isError, text: textOf(result) });
 }
 
+/** A fetch that notes method, status, Mcp-Session-Id and MCP-Protocol-Version per exchange. */
+function recordingFetch(seen) {
+  return async (input, init) => {
+    const response = await fetch(input, init);
+    seen.push({
+      method: init?.method ?? 'GET',
+      status: response.status,
+      session: response.headers.get('mcp-session-id'),
+      version: new Headers(init?.headers).get('mcp-protocol-version'),
+    });
+    return response;
+  };
+}
+
 async function runV1(url) {
   const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
   const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
   const client = new Client({ name: 'waygate-interop-v1', version: '0.1.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url));
+  const seen = [];
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(seen) });
   await client.connect(transport);
   try {
     check('v1 connected with initialize and got a session id', typeof transport.sessionId === 'string'
@@ -148,7 +163,10 @@ async function runV1(url) {
       transport.protocolVersion);
     await exercise(client, 'node-v1');
     await transport.terminateSession();
-    check('terminateSession ended the session', transport.sessionId === undefined, transport.sessionId);
+    const deletes = seen.filter((x) => x.method === 'DELETE');
+    check('terminateSession sent DELETE, answered 2xx',
+      transport.sessionId === undefined && deletes.length === 1 && deletes[0].status >= 200 && deletes[0].status < 300,
+      seen.slice(-3));
   } finally {
     await client.close();
   }
@@ -158,7 +176,8 @@ async function runV2(url) {
   const { Client, StreamableHTTPClientTransport } = await import('@modelcontextprotocol/client');
   const client = new Client({ name: 'waygate-interop-v2', version: '0.1.0' },
     { versionNegotiation: { mode: 'auto' } });
-  const transport = new StreamableHTTPClientTransport(new URL(url));
+  const seen = [];
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(seen) });
   await client.connect(transport);
   try {
     check('v2 auto used server/discover (stateless era)',
@@ -166,8 +185,9 @@ async function runV2(url) {
       { era: client.getProtocolEra(), discover: client.getDiscoverResult() });
     check('negotiated protocol version is 2026-07-28', client.getNegotiatedProtocolVersion() === '2026-07-28',
       client.getNegotiatedProtocolVersion());
-    check('no session id in the stateless era', transport.sessionId === undefined, transport.sessionId);
     await exercise(client, 'node-v2');
+    check('no Mcp-Session-Id and MCP-Protocol-Version 2026-07-28 on every request',
+      seen.every((x) => x.session === null && x.version === '2026-07-28'), seen);
   } finally {
     await client.close();
   }
