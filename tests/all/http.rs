@@ -76,11 +76,194 @@ async fn execute_runs_a_tool_and_answers_in_the_spec_format() {
     assert!(body["command_id"].as_str().expect("id").starts_with("cmd_"));
     assert!(body["duration_ms"].is_u64() && body["timestamp"].is_string());
 
+    // Two plugins offer `test`: the bare name is ambiguous, the qualified one is not.
     let (status, body) = server
         .post("/mcp/execute", r#"{"action":"test","params":{}}"#)
         .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["details"]["candidates"],
+        json!(["echo__test", "hostile__test"])
+    );
+    let (status, body) = server
+        .post("/mcp/execute", r#"{"action":"echo__test","params":{}}"#)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["data"]["status"], "ok");
+
+    let (status, body) = server
+        .post("/mcp/execute", r#"{"action":"echo","timeout":301}"#)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_error_format() {
+    let server = server().await;
+    let response = server.send("DELETE", "/health", &[], None).await;
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET"));
+    assert_eq!(response.json()["error"]["code"], "METHOD_NOT_ALLOWED");
+    let response = server.send("GET", "/no/such/route", &[], None).await;
+    assert_eq!(response.status, 404);
+    assert_eq!(response.json()["error"]["code"], "NOT_FOUND");
+    for header in [
+        "x-request-id",
+        "x-content-type-options",
+        "x-frame-options",
+        "content-security-policy",
+    ] {
+        assert!(response.header(header).is_some(), "{header} missing");
+    }
+}
+
+#[tokio::test]
+async fn lists_are_paged_with_the_spec_headers() {
+    let env = TestEnv::new();
+    env.add_examples();
+    let server = TestServer::start(env).await;
+    let response = server
+        .send("GET", "/plugins?page=2&limit=2", &[], None)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.header("x-total-count"), Some("5"));
+    assert_eq!(response.header("x-page-count"), Some("3"));
+    let link = response.header("link").expect("Link");
+    assert!(link.contains("page=3&limit=2>; rel=\"next\""), "{link}");
+    assert!(link.contains("page=1&limit=2>; rel=\"prev\""), "{link}");
+    let body = response.json();
+    assert_eq!(body["plugins"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["total"], 5);
+    for bad in [
+        "/plugins?limit=0",
+        "/plugins?limit=101",
+        "/plugins?page=0",
+        "/plugins?page=x",
+    ] {
+        let (status, body) = server.get(bad).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("INVALID_REQUEST")),
+            "{bad}"
+        );
+    }
+
+    for n in 0..3 {
+        let body = format!(r#"{{"action":"echo","params":{{"message":"{n}"}}}}"#);
+        assert_eq!(server.post("/mcp/execute", &body).await.0, 200);
+    }
+    // History is written in batches off the request path: wait for the batch.
+    let mut total = 0;
+    for _ in 0..50 {
+        let response = server
+            .send("GET", "/mcp/commands/history?limit=2", &[], None)
+            .await;
+        total = response
+            .header("x-total-count")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        if total == 3 {
+            let body = response.json();
+            assert_eq!(
+                body["commands"][0]["params"], r#"{"message":"2"}"#,
+                "newest first"
+            );
+            assert_eq!(body["commands"][0]["source"], "rest");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, 3);
+}
+
+#[tokio::test]
+async fn metrics_and_diagnostics_report_live_figures() {
+    let server = server().await;
+    server.get("/health").await;
+    server.post("/mcp/execute", r#"{"action":"spin"}"#).await;
+    let metrics = server.send("GET", "/metrics", &[], None).await;
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(
+        metrics
+            .body
+            .contains(r#"waygate_requests_total{method="GET",endpoint="/health",status="200"} 1"#),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains(
+        r#"waygate_plugin_execution_seconds_count{plugin="hostile",command="hostile__spin"} 1"#
+    ));
+
+    let (status, performance) = server.get("/diagnostics/performance").await;
+    assert_eq!(status, 200);
+    assert!(
+        performance["memory"]["rss_mb"].as_f64().unwrap() > 1.0,
+        "{performance}"
+    );
+    assert!(performance["threads"].as_u64().unwrap() >= 2);
+    assert!(performance["open_files"].as_u64().unwrap() >= 3);
+    assert!(performance["response_times"]["p50_ms"].as_f64().is_some());
+
+    let (status, connection) = server.get("/diagnostics/connection").await;
+    assert_eq!(status, 200);
+    assert_eq!(connection["port"], server.addr.port());
+    assert!(connection["connections"]["active"].as_i64().unwrap() >= 1);
+
+    let (status, errors) = server.get("/diagnostics/errors?limit=5").await;
+    assert_eq!(status, 200);
+    assert_eq!(errors["errors"][0]["code"], "PLUGIN_LIMIT", "{errors}");
+    assert!(
+        errors["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeout_ms")
+    );
+    let (_, later) = server
+        .get("/diagnostics/errors?since=2999-01-01T00:00:00%2B01:00")
+        .await;
+    assert_eq!(later["total"], 0);
+    let (status, _) = server.get("/diagnostics/errors?since=yesterday").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn health_fails_when_the_cache_directory_goes_away() {
+    let env = TestEnv::with_cache(None);
+    let cache = env.dir.path().join("cache");
+    let env = TestEnv {
+        runtime: std::sync::Arc::new(
+            waygate::runtime::Runtime::new(&env.limits, Some(cache.clone()), env.store.clone())
+                .unwrap(),
+        ),
+        ..env
+    };
+    let server = TestServer::start(env).await;
+    let (status, body) = server.get("/health").await;
+    assert_eq!(
+        (status, body["checks"]["cache"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+    let (status, body) = server.get("/health").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    assert!(
+        body["checks"]["cache"]
+            .as_str()
+            .unwrap()
+            .starts_with("failing")
+    );
+    assert!(body["latency_ms"]["database"].as_f64().is_some());
 }
 
 #[tokio::test]
