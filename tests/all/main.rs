@@ -8,4 +8,5 @@ mod interop;
 mod limits;
 mod mcp;
 mod plugins;
+mod store;
 mod support;
