@@ -44,7 +44,7 @@ impl Metadata {
     /// Declares the configuration type; the host validates the manifest's `[config]` against
     /// its JSON Schema before loading the plugin.
     pub fn config<T: JsonSchema>(mut self) -> Self {
-        self.config_schema = Some(schemars::schema_for!(T).to_value());
+        self.config_schema = Some(schema_of::<T>());
         self
     }
 
@@ -75,7 +75,7 @@ impl Tool {
                 name: name.to_owned(),
                 title: None,
                 description: description.to_owned(),
-                input_schema_json: schemars::schema_for!(A).to_value().to_string(),
+                input_schema_json: schema_of::<A>().to_string(),
                 output_schema_json: None,
                 hints: wit::ToolHints {
                     read_only: None,
@@ -95,7 +95,7 @@ impl Tool {
 
     /// Declares the JSON Schema of the tool's structured (JSON) result.
     pub fn output<O: JsonSchema>(mut self) -> Self {
-        self.inner.output_schema_json = Some(schemars::schema_for!(O).to_value().to_string());
+        self.inner.output_schema_json = Some(schema_of::<O>().to_string());
         self
     }
 
@@ -510,6 +510,17 @@ impl PromptError {
     }
 }
 
+/// The JSON Schema (draft 2020-12) of `T`, with only the standard `format` values: schemars
+/// marks integers `"format": "uint64"` and the like, which strict validators in MCP clients
+/// reject or warn about. The ranges stay as `minimum`/`maximum`.
+fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(schemars::transform::RestrictFormats::default())
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,5 +553,29 @@ mod tests {
             Err(CallError::InvalidArguments(m)) => assert!(m.contains("text"), "{m}"),
             other => panic!("expected invalid arguments, got {other:?}"),
         }
+    }
+
+    #[derive(JsonSchema)]
+    #[allow(dead_code)] // Only its schema is used.
+    struct Counts {
+        words: u64,
+        ratio: f32,
+    }
+
+    #[test]
+    fn schemas_keep_ranges_but_drop_nonstandard_formats() {
+        let schema = schema_of::<Counts>();
+        let words = &schema["properties"]["words"];
+        assert_eq!(words["type"], "integer");
+        assert_eq!(words["minimum"], 0);
+        assert!(words.get("format").is_none(), "{schema}");
+        assert!(
+            schema["properties"]["ratio"].get("format").is_none(),
+            "{schema}"
+        );
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
     }
 }
