@@ -168,54 +168,67 @@ impl Service {
             tool: resolved.as_ref().map(|(_, tool)| tool.clone()),
             duration: started.elapsed(),
         };
-        if let Some((plugin, tool)) = resolved {
-            let stats = self.stats_entry(&plugin);
-            stats.calls.fetch_add(1, Ordering::Relaxed);
-            if outcome.status() != "success" {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-            }
-            let micros = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
-            stats.total_micros.fetch_add(micros, Ordering::Relaxed);
-            self.metrics
-                .plugin_execution
-                .get_or_create(&PluginLabels {
-                    plugin: plugin.clone(),
-                    command: tool.clone(),
-                })
-                .observe(outcome.duration);
-            if let Err(registry::Error::Runtime(error)) = &outcome.result {
-                // A limit is the plugin's doing; a trap or host failure needs a look.
-                let (level, code) = match error {
-                    runtime::Error::LimitExceeded { .. } => ("WARNING", "PLUGIN_LIMIT"),
-                    _ => ("ERROR", "PLUGIN_FAILED"),
-                };
-                self.errors.record(
-                    level,
-                    code,
-                    error.to_string(),
-                    serde_json::json!({ "request_id": request_id, "plugin": plugin, "tool": tool }),
-                );
-            }
-            self.history.record(CommandRecord {
-                command: tool,
-                plugin: Some(plugin),
-                params: runtime::truncate(arguments.to_string(), MAX_RECORDED_BYTES),
-                result: Some(runtime::truncate(
-                    result_summary(&outcome),
-                    MAX_RECORDED_BYTES,
-                )),
-                status: outcome.status(),
-                duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-                client_id: caller,
-                request_id,
-                source: match source {
-                    Source::Rest => "rest",
-                    Source::Mcp => "mcp",
-                },
-                created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            });
+        if let Some((plugin, tool)) = &resolved {
+            self.count(plugin, tool, &outcome, &request_id);
         }
+        // Every attempt is history, an unknown or ambiguous name included.
+        let (plugin, command) = match resolved {
+            Some((plugin, tool)) => (Some(plugin), tool),
+            None => (None, runtime::truncate(name.to_owned(), MAX_RECORDED_BYTES)),
+        };
+        self.history.record(CommandRecord {
+            command,
+            plugin,
+            params: runtime::truncate(arguments.to_string(), MAX_RECORDED_BYTES),
+            result: Some(runtime::truncate(
+                result_summary(&outcome),
+                MAX_RECORDED_BYTES,
+            )),
+            status: outcome.status(),
+            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+            client_id: caller,
+            request_id,
+            source: match source {
+                Source::Rest => "rest",
+                Source::Mcp => "mcp",
+            },
+            created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        });
         outcome
+    }
+}
+
+impl Service {
+    /// Counts a call of `plugin`'s `tool` in its statistics and the metrics, and a sandbox
+    /// failure in the error ring.
+    fn count(&self, plugin: &str, tool: &str, outcome: &CallOutcome, request_id: &str) {
+        let stats = self.stats_entry(plugin);
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        if outcome.status() != "success" {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
+        stats.total_micros.fetch_add(micros, Ordering::Relaxed);
+        self.metrics
+            .plugin_execution
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_owned(),
+                command: tool.to_owned(),
+            })
+            .observe(outcome.duration);
+        if let Err(registry::Error::Runtime(error)) = &outcome.result {
+            // A limit is the plugin's doing; a trap or host failure needs a look.
+            let (level, code) = match error {
+                runtime::Error::LimitExceeded { .. } => ("WARNING", "PLUGIN_LIMIT"),
+                _ => ("ERROR", "PLUGIN_FAILED"),
+            };
+            self.errors.record(
+                level,
+                code,
+                error.to_string(),
+                serde_json::json!({ "request_id": request_id, "plugin": plugin, "tool": tool }),
+            );
+        }
     }
 }
 
