@@ -1,7 +1,7 @@
 //! What every front end (REST and MCP) shares: the registry serving now, the runtime, the
 //! store, command history and per-plugin statistics, and [`Service::call_tool`], the one
 //! path a tool call takes whichever API it came in on.
-//! Never: knows about HTTP or JSON-RPC.
+//! Owns: [`Service`], [`PluginStats`], [`CallOutcome`]. Never: knows about HTTP or JSON-RPC.
 
 use crate::config::Limits;
 use crate::registry::{self, Registry};
@@ -158,7 +158,31 @@ impl Service {
             .resolve_tool(name)
             .map(|(plugin, entry)| (plugin.manifest.name.clone(), entry.qualified_name.clone()))
             .ok();
-        let caller = options.caller_id.clone();
+        // Every attempt is history, an unknown or ambiguous name included; a call whose
+        // client goes away is recorded by the guard as `cancelled`.
+        let (plugin, command) = match &resolved {
+            Some((plugin, tool)) => (Some(plugin.clone()), tool.clone()),
+            None => (None, runtime::truncate(name.to_owned(), MAX_RECORDED_BYTES)),
+        };
+        let mut pending = PendingRecord {
+            history: &self.history,
+            started,
+            record: Some(CommandRecord {
+                command,
+                plugin,
+                params: runtime::truncate(arguments.to_string(), MAX_RECORDED_BYTES),
+                result: None,
+                status: "cancelled",
+                duration_ms: 0,
+                client_id: options.caller_id.clone(),
+                request_id: options.request_id.clone(),
+                source: match source {
+                    Source::Rest => "rest",
+                    Source::Mcp => "mcp",
+                },
+                created_at: String::new(),
+            }),
+        };
         let request_id = options.request_id.clone();
         let result = registry
             .call_tool(&self.runtime, name, arguments, options)
@@ -171,29 +195,10 @@ impl Service {
         if let Some((plugin, tool)) = &resolved {
             self.count(plugin, tool, &outcome, &request_id);
         }
-        // Every attempt is history, an unknown or ambiguous name included.
-        let (plugin, command) = match resolved {
-            Some((plugin, tool)) => (Some(plugin), tool),
-            None => (None, runtime::truncate(name.to_owned(), MAX_RECORDED_BYTES)),
-        };
-        self.history.record(CommandRecord {
-            command,
-            plugin,
-            params: runtime::truncate(arguments.to_string(), MAX_RECORDED_BYTES),
-            result: Some(runtime::truncate(
-                result_summary(&outcome),
-                MAX_RECORDED_BYTES,
-            )),
-            status: outcome.status(),
-            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-            client_id: caller,
-            request_id,
-            source: match source {
-                Source::Rest => "rest",
-                Source::Mcp => "mcp",
-            },
-            created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        });
+        pending.finish(
+            outcome.status(),
+            runtime::truncate(result_summary(&outcome), MAX_RECORDED_BYTES),
+        );
         outcome
     }
 }
@@ -228,6 +233,34 @@ impl Service {
                 error.to_string(),
                 serde_json::json!({ "request_id": request_id, "plugin": plugin, "tool": tool }),
             );
+        }
+    }
+}
+
+/// A history record that is written when dropped: as `cancelled` unless
+/// [`PendingRecord::finish`] gave it its outcome first.
+struct PendingRecord<'a> {
+    history: &'a HistoryWriter,
+    started: Instant,
+    record: Option<CommandRecord>,
+}
+
+impl PendingRecord<'_> {
+    fn finish(&mut self, status: &'static str, result: String) {
+        if let Some(record) = &mut self.record {
+            record.status = status;
+            record.result = Some(result);
+        }
+    }
+}
+
+impl Drop for PendingRecord<'_> {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.duration_ms =
+                u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            record.created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            self.history.record(record);
         }
     }
 }

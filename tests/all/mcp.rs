@@ -377,6 +377,43 @@ async fn session_era_lifecycle() {
         vec![json!({"jsonrpc": "2.0", "id": 99, "result": {}})]
     );
 
+    // One notification stream per session.
+    let accept_events = [
+        ("accept", "text/event-stream"),
+        ("mcp-session-id", client.session.as_str()),
+    ];
+    let stream = server
+        .open_stream("GET", "/mcp", &accept_events, None)
+        .await;
+    assert_eq!(stream.status, 200);
+    let second = server
+        .open_stream("GET", "/mcp", &accept_events, None)
+        .await;
+    assert_eq!(second.status, 409);
+    drop((stream, second));
+
+    // A request that carries 2026-07-28 _meta is stateless, whatever session header it has.
+    let modern_list = modern_body(77, "tools/list", json!({}));
+    let r = server
+        .send(
+            "POST",
+            "/mcp",
+            &[
+                ACCEPT,
+                ("mcp-session-id", "stale"),
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/list"),
+            ],
+            Some(&modern_list),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["result"]["resultType"].clone()),
+        (200, json!("complete")),
+        "{}",
+        r.body
+    );
+
     // Session rules: none → 400, unknown → 404, ended → 404.
     let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}).to_string();
     let r = server.send("POST", "/mcp", &[ACCEPT], Some(&list)).await;
@@ -643,6 +680,14 @@ async fn a_client_that_goes_away_cancels_its_call() {
     .await;
     assert!(abandoned.is_err(), "the sleeping call does not answer");
     assert_ok_quickly(&server).await;
+    let store = server.env.store.clone();
+    server.shutdown().await;
+    let (rows, _) = store.command_history(0, 10).unwrap();
+    let sleep = rows
+        .iter()
+        .find(|r| r.record.command == "hostile__sleep")
+        .expect("a record");
+    assert_eq!(sleep.record.status, "cancelled");
 }
 
 #[tokio::test]
@@ -651,7 +696,16 @@ async fn notifications_cancelled_stops_a_session_call() {
     let (client, _) = SessionClient::initialize(&server, "2025-11-25").await;
     let call = json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "hostile__sleep"}})
     .to_string();
-    let (answer, ()) = tokio::join!(client.post(&call), async {
+    let duplicate = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let again = client.post(&call).await;
+        assert_eq!(
+            again.status, 400,
+            "an id in flight is not reused: {}",
+            again.body
+        );
+    };
+    let (answer, (), ()) = tokio::join!(client.post(&call), duplicate, async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow", "reason": "test"}});
         assert_eq!(client.post(&cancel.to_string()).await.status, 202);
@@ -734,4 +788,50 @@ async fn progress_reports_stream_before_the_result() {
     // Without a token the same call is a plain JSON answer.
     let plain = modern(&server, "tools/call", json!({"name": "hostile__progress"})).await;
     assert_eq!(plain.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn notification_streams_are_capped() {
+    let env = TestEnv::with_limits(waygate::config::Limits {
+        mcp_streams: 1,
+        ..crate::support::test_limits()
+    });
+    env.add_examples();
+    let server = TestServer::start(env).await;
+    let body = modern_body(
+        1,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true}}),
+    );
+    let headers = [
+        ACCEPT,
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", "subscriptions/listen"),
+    ];
+    let mut first = server
+        .open_stream("POST", "/mcp", &headers, Some(&body))
+        .await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.next_message(Duration::from_secs(5)).await.is_some(),
+        "ack"
+    );
+    let second = server.send("POST", "/mcp", &headers, Some(&body)).await;
+    assert_eq!(second.status, 503, "{}", second.body);
+    assert!(second.body.contains("limits.mcp_streams"));
+    drop(first);
+    // The slot comes back once the first client has gone.
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut again = server
+            .open_stream("POST", "/mcp", &headers, Some(&body))
+            .await;
+        if again.status == 200 {
+            assert!(again.next_message(Duration::from_secs(5)).await.is_some());
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "a closed stream frees its slot");
 }

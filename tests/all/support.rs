@@ -315,8 +315,11 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> String {
-        let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
+        let mut request = format!("{method} {path} HTTP/1.1\r\n");
         let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if !has("host") {
+            request.push_str(&format!("host: {}\r\n", self.addr));
+        }
         if !has("content-type") && body.is_some() {
             request.push_str("content-type: application/json\r\n");
         }

@@ -43,6 +43,9 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 pub const DEFAULT_MCP_SESSIONS: u32 = 10_000;
 /// Default idle time after which an MCP session expires: 30 minutes.
 pub const DEFAULT_MCP_SESSION_IDLE_MS: u64 = 30 * 60 * 1000;
+/// Default cap on open MCP notification streams (`GET /mcp`, `subscriptions/listen`), well
+/// under [`DEFAULT_MAX_CONNECTIONS`] so streams cannot take every connection.
+pub const DEFAULT_MCP_STREAMS: u32 = 256;
 /// Default number of rows `command_history` keeps; older rows are pruned.
 pub const DEFAULT_COMMAND_HISTORY_ROWS: u64 = 100_000;
 /// Default cap on open connections.
@@ -71,7 +74,11 @@ pub struct Limits {
     /// Open MCP sessions (process scope); `initialize` beyond it gets 503.
     /// Config `limits.mcp_sessions`, default [`DEFAULT_MCP_SESSIONS`].
     pub mcp_sessions: u32,
-    /// Idle time of an MCP session (session scope); an expired session's id gets 404.
+    /// Open MCP notification streams (process scope); one more gets 503.
+    /// Config `limits.mcp_streams`, default [`DEFAULT_MCP_STREAMS`].
+    pub mcp_streams: u32,
+    /// Idle time of an MCP session (session scope); an expired session's id gets 404. A
+    /// session running a request or holding its stream open is not idle.
     /// Config `limits.mcp_session_idle_ms`, default [`DEFAULT_MCP_SESSION_IDLE_MS`].
     pub mcp_session_idle_ms: u64,
     /// Rows of `command_history` kept (database scope); the oldest are pruned after writes.
@@ -89,6 +96,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             mcp_sessions: DEFAULT_MCP_SESSIONS,
+            mcp_streams: DEFAULT_MCP_STREAMS,
             mcp_session_idle_ms: DEFAULT_MCP_SESSION_IDLE_MS,
             command_history_rows: DEFAULT_COMMAND_HISTORY_ROWS,
             plugin: PluginLimits::default(),
@@ -231,6 +239,7 @@ mod tests {
         assert_eq!(limits.max_body_bytes, 1024 * 1024);
         assert_eq!(limits.mcp_sessions, 10_000);
         assert_eq!(limits.mcp_session_idle_ms, 1_800_000);
+        assert_eq!(limits.mcp_streams, 256);
         assert_eq!(limits.command_history_rows, 100_000);
         assert_eq!(limits.plugin.memory_mib, 64);
         assert_eq!(limits.plugin.fuel, 10_000_000_000);

@@ -1,5 +1,6 @@
 //! `/diagnostics/*`: live figures from the OS (`/proc` on Linux), the metrics and the error
 //! ring; never placeholders. A figure the platform cannot give is `null`.
+//! Owns: the three diagnostics handlers. Never: writes anything.
 
 use super::query;
 use super::{ApiError, AppState, now_rfc3339};
@@ -100,6 +101,10 @@ pub(super) fn performance(state: &AppState) -> Value {
         },
         "threads": proc_field(&status, "Threads").and_then(|t| t.parse::<u64>().ok()),
         "open_files": open_files,
+        "command_history": {
+            "written": state.service.history.written(),
+            "dropped": state.service.history.dropped(),
+        },
         "response_times": {
             "p50_ms": latency.quantile_ms(0.50),
             "p95_ms": latency.quantile_ms(0.95),

@@ -1,6 +1,11 @@
 //! The MCP Streamable HTTP transport at `/mcp`: picks the protocol era of each request,
 //! checks the headers each era requires against the body, keeps session ids, and answers
 //! as JSON or as server-sent events.
+//! Owns: the `/mcp` handler, era selection, header checks, notification streams.
+//! Never: decides what a method returns (that is `mcp`); the client's headers never reach
+//! a response or a metric label.
+//! Limits: [`crate::config::Limits::mcp_streams`], one stream per session, a bounded
+//! progress queue per call ([`PROGRESS_BUFFER`]).
 
 use super::sse::{self, SseSender};
 use super::{ApiError, AppState, Body, empty, json_response};
@@ -9,8 +14,8 @@ use crate::mcp::jsonrpc::{
     Message, REQUEST_CANCELLED, RpcError, UNSUPPORTED_VERSION,
 };
 use crate::mcp::{
-    Era, InFlight, ListChange, MODERN_VERSION, RequestContext, SESSION_VERSIONS, Session,
-    SessionError, meta, supported_versions,
+    Era, InFlight, ListChange, MODERN_VERSION, RequestContext, SESSION_VERSIONS, Session, meta,
+    supported_versions,
 };
 use http_body_util::Either;
 use hyper::body::Bytes;
@@ -27,18 +32,29 @@ const NAME_HEADER: &str = "mcp-name";
 
 /// What the client's `Accept` header lets us answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Accepts {
-    /// JSON (also when the header is absent or `*/*`).
-    Json,
-    /// Only `text/event-stream`.
-    EventStreamOnly,
-    /// Neither.
-    Neither,
+struct Accepts {
+    /// `application/json` (also when the header is absent, or says `*/*`).
+    json: bool,
+    /// `text/event-stream`.
+    events: bool,
+}
+
+impl Accepts {
+    fn neither(self) -> bool {
+        !self.json && !self.events
+    }
+
+    fn events_only(self) -> bool {
+        self.events && !self.json
+    }
 }
 
 fn accepts(headers: &HeaderMap) -> Accepts {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) else {
-        return Accepts::Json;
+        return Accepts {
+            json: true,
+            events: false,
+        };
     };
     let types: Vec<String> = accept
         .split(',')
@@ -51,12 +67,9 @@ fn accepts(headers: &HeaderMap) -> Accepts {
         })
         .collect();
     let has = |t: &str| types.iter().any(|x| x == t);
-    if has("application/json") || has("application/*") || has("*/*") {
-        Accepts::Json
-    } else if has("text/event-stream") || has("text/*") {
-        Accepts::EventStreamOnly
-    } else {
-        Accepts::Neither
+    Accepts {
+        json: has("application/json") || has("application/*") || has("*/*"),
+        events: has("text/event-stream") || has("text/*") || has("*/*"),
     }
 }
 
@@ -125,7 +138,7 @@ async fn post(
     request_id: &str,
 ) -> Response<Body> {
     let accept = accepts(&parts.headers);
-    if accept == Accepts::Neither {
+    if accept.neither() {
         return rpc_error(
             StatusCode::NOT_ACCEPTABLE,
             None,
@@ -164,12 +177,16 @@ async fn post(
     let session_header = header(parts, SESSION_HEADER);
     let session_era_header = version_header.is_some_and(|v| SESSION_VERSIONS.contains(&v));
 
+    // A request that carries its version in `_meta` is a 2026-07-28 one, whatever stale
+    // session header it also sends; an `initialize` or a session id selects the session era.
+    let stateless = meta_version.is_some()
+        || (session_header.is_none() && version_header.is_some() && !session_era_header);
     if message.method() == Some("initialize") {
         initialize(state, &message, accept)
+    } else if stateless {
+        stateless_request(state, parts, message, accept, &context).await
     } else if let Some(session_id) = session_header {
         session_request(state, parts, session_id, message, accept, &context).await
-    } else if meta_version.is_some() || (version_header.is_some() && !session_era_header) {
-        stateless_request(state, parts, message, accept, &context).await
     } else {
         let id = request_id_of(&message);
         rpc_error(
@@ -196,7 +213,7 @@ fn request_id_of(message: &Message) -> Option<&Id> {
 /// The answer to a request: a JSON body, or one event on a stream when the client takes
 /// only event streams.
 fn answer(accept: Accepts, status: StatusCode, message: Value) -> Response<Body> {
-    if accept != Accepts::EventStreamOnly {
+    if !accept.events_only() {
         return json_response(status, &message);
     }
     let (sender, body) = sse::channel();
@@ -264,15 +281,14 @@ fn find_session(
     session_id: &str,
     id: Option<&Id>,
 ) -> Result<Arc<Session>, Box<Response<Body>>> {
-    state.mcp.sessions.get(session_id).map_err(|error| {
-        let status = match error {
-            SessionError::Unknown => StatusCode::NOT_FOUND,
-            SessionError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
+    state.mcp.sessions.get(session_id).ok_or_else(|| {
         Box::new(rpc_error(
-            status,
+            StatusCode::NOT_FOUND,
             id,
-            &RpcError::new(INVALID_REQUEST, format!("session not found: {error}")),
+            &RpcError::new(
+                INVALID_REQUEST,
+                "session not found: unknown, ended or expired; initialize again",
+            ),
         ))
     })
 }
@@ -306,7 +322,7 @@ async fn session_request(
         Message::Response => empty(StatusCode::ACCEPTED),
         Message::Notification { method, params } => {
             if method == "notifications/cancelled"
-                && let Some(request) = params.get("requestId").and_then(id_of)
+                && let Some(request) = params.get("requestId").and_then(Id::from_json)
             {
                 let cancelled = session.cancel(&request);
                 tracing::debug!(session = %session.id, ?request, cancelled, "cancel requested");
@@ -317,7 +333,13 @@ async fn session_request(
             let era = Era::Session {
                 version: session.version,
             };
-            let in_flight = session.start_request(&id);
+            let Some(in_flight) = session.start_request(&id) else {
+                let error = RpcError::new(
+                    INVALID_REQUEST,
+                    format!("request id {} is already in flight", id.to_json()),
+                );
+                return with_session(rpc_error(StatusCode::BAD_REQUEST, None, &error), &session);
+            };
             let request = Call {
                 era,
                 id,
@@ -329,14 +351,6 @@ async fn session_request(
         }
     };
     with_session(response, &session)
-}
-
-fn id_of(value: &Value) -> Option<Id> {
-    match value {
-        Value::String(s) => Some(Id::Str(s.clone())),
-        Value::Number(n) => n.as_i64().map(Id::Num),
-        _ => None,
-    }
 }
 
 /// Decodes the `=?base64?…?=` form MCP uses for header values that are not plain ASCII.
@@ -595,24 +609,34 @@ async fn stream_with_progress(
             // The client closed the stream: that cancels the call (dropping `running`).
             () = sender.closed() => return,
             Some(report) = reports.recv() => {
-                let mut params = json!({ "progressToken": token, "progress": report.progress });
-                if let Some(total) = report.total {
-                    params["total"] = json!(total);
-                }
-                if let Some(message) = report.message {
-                    params["message"] = json!(message);
-                }
-                if !sender.message(&jsonrpc::notification("notifications/progress", params)).await {
+                if !sender.message(&progress_notification(&token, report)).await {
                     return;
                 }
             }
         }
     };
+    // Reports the plugin sent just before it returned still go out, before the result.
+    while let Ok(report) = reports.try_recv() {
+        if !sender.message(&progress_notification(&token, report)).await {
+            return;
+        }
+    }
     let message = match outcome {
         Ok(result) => jsonrpc::result(&call.id, result),
         Err(error) => jsonrpc::error(Some(&call.id), &error),
     };
     sender.message(&message).await;
+}
+
+fn progress_notification(token: &Value, report: crate::runtime::Progress) -> Value {
+    let mut params = json!({ "progressToken": token, "progress": report.progress });
+    if let Some(total) = report.total {
+        params["total"] = json!(total);
+    }
+    if let Some(message) = report.message {
+        params["message"] = json!(message);
+    }
+    jsonrpc::notification("notifications/progress", params)
 }
 
 /// `subscriptions/listen`: an event stream that acknowledges the filter, then carries the
@@ -634,10 +658,14 @@ fn listen(state: &Arc<AppState>, id: Id, params: &Map<String, Value>) -> Respons
         .iter()
         .map(|change| (change.filter_key().to_owned(), Value::Bool(true)))
         .collect();
+    let Some(permit) = state.stream_permit() else {
+        return too_many_streams(state);
+    };
     let (sender, body) = sse::channel();
     let changes = state.mcp.watch_changes();
     let shutting_down = state.shutting_down.subscribe();
     tokio::spawn(async move {
+        let _permit = permit;
         let ack = jsonrpc::notification(
             "notifications/subscriptions/acknowledged",
             json!({ "_meta": subscription_meta, "notifications": acknowledged }),
@@ -645,11 +673,18 @@ fn listen(state: &Arc<AppState>, id: Id, params: &Map<String, Value>) -> Respons
         if !sender.message(&ack).await {
             return;
         }
-        let stop = forward_changes(&sender, changes, shutting_down, None, |change| {
-            wanted.contains(&change).then(|| {
-                jsonrpc::notification(change.method(), json!({ "_meta": subscription_meta }))
-            })
-        })
+        let stop = forward_changes(
+            &sender,
+            changes,
+            shutting_down,
+            None,
+            || {},
+            |change| {
+                wanted.contains(&change).then(|| {
+                    jsonrpc::notification(change.method(), json!({ "_meta": subscription_meta }))
+                })
+            },
+        )
         .await;
         if stop == StreamEnd::ServerStopping {
             let result = json!({ "resultType": "complete", "_meta": subscription_meta });
@@ -667,12 +702,14 @@ enum StreamEnd {
 }
 
 /// Sends each change `render` turns into a message, with keep-alives between, until the
-/// client goes, the server stops, or `session_ended` turns true.
+/// client goes or falls [`sse`]'s buffer behind, the server stops, or `session_ended` turns
+/// true. `on_keep_alive` runs at each keep-alive: a session's stream marks it as in use.
 async fn forward_changes(
     sender: &SseSender,
     mut changes: tokio::sync::broadcast::Receiver<ListChange>,
     mut shutting_down: tokio::sync::watch::Receiver<bool>,
     mut session_ended: Option<tokio::sync::watch::Receiver<bool>>,
+    on_keep_alive: impl Fn(),
     render: impl Fn(ListChange) -> Option<Value>,
 ) -> StreamEnd {
     let mut keep_alive = tokio::time::interval(sse::KEEP_ALIVE);
@@ -684,29 +721,29 @@ async fn forward_changes(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let changed: Vec<ListChange> = tokio::select! {
             () = sender.closed() => return StreamEnd::ClientGone,
             () = turns_true(&mut shutting_down) => return StreamEnd::ServerStopping,
             () = session_end => return StreamEnd::SessionEnded,
             _ = keep_alive.tick() => {
-                if !sender.keep_alive().await {
+                if !sender.offer_keep_alive() {
                     return StreamEnd::ClientGone;
                 }
+                on_keep_alive();
+                continue;
             }
-            change = changes.recv() => {
-                let change = match change {
-                    Ok(change) => change,
-                    // Missed some: every kind may have changed.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ListChange::Tools,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return StreamEnd::ServerStopping;
-                    }
-                };
-                if let Some(message) = render(change)
-                    && !sender.message(&message).await
-                {
-                    return StreamEnd::ClientGone;
+            change = changes.recv() => match change {
+                Ok(change) => vec![change],
+                // Missed some: any kind may have changed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ListChange::ALL.to_vec(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return StreamEnd::ServerStopping;
                 }
+            },
+        };
+        for message in changed.into_iter().filter_map(&render) {
+            if !sender.offer(&message) {
+                return StreamEnd::ClientGone;
             }
         }
     }
@@ -746,17 +783,52 @@ fn open_session_stream(state: &Arc<AppState>, parts: &Parts) -> Response<Body> {
         Ok(session) => session,
         Err(response) => return *response,
     };
+    let Some(slot) = session.open_stream() else {
+        return with_session(
+            rpc_error(
+                StatusCode::CONFLICT,
+                None,
+                &RpcError::new(INVALID_REQUEST, "this session's stream is already open"),
+            ),
+            &session,
+        );
+    };
+    let Some(permit) = state.stream_permit() else {
+        return with_session(too_many_streams(state), &session);
+    };
     let (sender, body) = sse::channel();
     let changes = state.mcp.watch_changes();
     let shutting_down = state.shutting_down.subscribe();
     let ended = session.ended();
+    let keep_alive_session = session.clone();
     tokio::spawn(async move {
-        forward_changes(&sender, changes, shutting_down, Some(ended), |change| {
-            Some(jsonrpc::notification(change.method(), json!({})))
-        })
+        let _held = (slot, permit);
+        forward_changes(
+            &sender,
+            changes,
+            shutting_down,
+            Some(ended),
+            || keep_alive_session.touch(),
+            |change| Some(jsonrpc::notification(change.method(), json!({}))),
+        )
         .await;
     });
     with_session(event_stream_response(body), &session)
+}
+
+/// The 503 for a stream past [`crate::config::Limits::mcp_streams`].
+fn too_many_streams(state: &AppState) -> Response<Body> {
+    rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        &RpcError::new(
+            INTERNAL_ERROR,
+            format!(
+                "too many open notification streams ({}, limits.mcp_streams)",
+                state.service.limits.mcp_streams
+            ),
+        ),
+    )
 }
 
 /// GET or DELETE without a session: a stateless (2026-07-28) client, which has neither
@@ -785,16 +857,18 @@ fn end_session(state: &AppState, parts: &Parts) -> Response<Body> {
     let Some(session_id) = header(parts, SESSION_HEADER) else {
         return without_session(parts);
     };
-    match state.mcp.sessions.end(session_id) {
-        Ok(()) => {
-            tracing::debug!(session = session_id, "MCP session ended by the client");
-            empty(StatusCode::OK)
-        }
-        Err(error) => rpc_error(
+    if state.mcp.sessions.end(session_id) {
+        tracing::debug!(session = session_id, "MCP session ended by the client");
+        empty(StatusCode::OK)
+    } else {
+        rpc_error(
             StatusCode::NOT_FOUND,
             None,
-            &RpcError::new(INVALID_REQUEST, format!("session not found: {error}")),
-        ),
+            &RpcError::new(
+                INVALID_REQUEST,
+                "session not found: unknown, ended or expired",
+            ),
+        )
     }
 }
 
@@ -816,19 +890,39 @@ mod tests {
     #[test]
     fn accept_header_decides_the_answer_format() {
         let mut headers = HeaderMap::new();
-        assert_eq!(accepts(&headers), Accepts::Json);
+        let (json, events, both, neither) = (
+            Accepts {
+                json: true,
+                events: false,
+            },
+            Accepts {
+                json: false,
+                events: true,
+            },
+            Accepts {
+                json: true,
+                events: true,
+            },
+            Accepts {
+                json: false,
+                events: false,
+            },
+        );
+        assert_eq!(accepts(&headers), json);
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        assert_eq!(accepts(&headers), Accepts::Json);
+        assert_eq!(accepts(&headers), both);
         headers.insert(
             header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
+            HeaderValue::from_static("Text/Event-Stream"),
         );
-        assert_eq!(accepts(&headers), Accepts::EventStreamOnly);
+        assert_eq!(accepts(&headers), events);
+        assert!(accepts(&headers).events_only());
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/html"));
-        assert_eq!(accepts(&headers), Accepts::Neither);
+        assert_eq!(accepts(&headers), neither);
+        assert!(neither.neither());
     }
 
     #[test]

@@ -53,11 +53,14 @@ pub struct AppState {
     next_id: AtomicU64,
     /// Turns true when shutdown starts, so long-lived streams end and let connections drain.
     shutting_down: watch::Sender<bool>,
+    /// One permit per open notification stream: [`Limits::mcp_streams`].
+    streams: Arc<Semaphore>,
 }
 
 impl AppState {
     /// State for a server over `service`.
     pub fn new(service: Arc<Service>, allowed_origins: Vec<String>) -> Self {
+        let streams = Arc::new(Semaphore::new(service.limits.mcp_streams as usize));
         Self {
             mcp: McpServer::new(service.clone()),
             service,
@@ -65,7 +68,13 @@ impl AppState {
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: watch::channel(false).0,
+            streams,
         }
+    }
+
+    /// A permit for one more long-lived notification stream, if any is left.
+    fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.streams.clone().try_acquire_owned().ok()
     }
 
     fn limits(&self) -> &Limits {
@@ -80,27 +89,56 @@ impl AppState {
     /// others when the operator listed them. Anything else is a DNS-rebinding attempt or a
     /// page the operator did not approve.
     fn origin_allowed(&self, origin: &str) -> bool {
-        let host_and_port = origin
+        let loopback = origin
             .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        let loopback = host_and_port.is_some_and(|rest| {
-            let host = if rest.starts_with('[') {
-                rest.split_inclusive(']').next().unwrap_or(rest)
-            } else {
-                rest.split(':').next().unwrap_or(rest)
-            };
-            let port_ok = rest[host.len()..].is_empty()
-                || rest[host.len()..]
-                    .strip_prefix(':')
-                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-            port_ok && matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-        });
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(is_loopback_authority);
         loopback
             || self
                 .allowed_origins
                 .iter()
                 .any(|allowed| allowed.eq_ignore_ascii_case(origin))
     }
+
+    /// Whether a request's `Host` may reach this server. A browser sends no `Origin` on a
+    /// same-origin GET, so a page whose name was re-pointed at 127.0.0.1 (DNS rebinding)
+    /// could read the GET endpoints; its `Host` still names the attacker's domain. On a
+    /// loopback bind only loopback names and the hosts of `allowed_origins` pass. On any
+    /// other bind the server is meant to be reached by names it cannot know, and
+    /// authentication guards it instead.
+    fn host_allowed(&self, host: Option<&str>) -> bool {
+        let loopback_bind = self.local_addr.get().is_none_or(|a| a.ip().is_loopback());
+        let Some(host) = host else {
+            // HTTP/1.0 clients may send no Host; no browser does.
+            return true;
+        };
+        !loopback_bind
+            || is_loopback_authority(host)
+            || self.allowed_origins.iter().any(|origin| {
+                origin
+                    .split_once("://")
+                    .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+            })
+    }
+}
+
+/// Whether `authority` (`host[:port]`) names this machine's loopback interface.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or(authority)
+    } else {
+        authority.split(':').next().unwrap_or(authority)
+    };
+    let port = &authority[host.len()..];
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok
+        && matches!(
+            host.to_ascii_lowercase().as_str(),
+            "localhost" | "127.0.0.1" | "[::1]"
+        )
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then waits up to
@@ -189,14 +227,23 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("\u{0}").to_owned());
     let origin_ok = origin.as_deref().is_none_or(|o| state.origin_allowed(o));
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{0}"));
+    let host_ok = state.host_allowed(host);
 
     let mut response = if parts.method == Method::OPTIONS && origin.is_some() {
-        preflight(origin_ok)
-    } else if !origin_ok {
-        let message = format!(
-            "origin {:?} is not allowed",
-            origin.as_deref().unwrap_or_default()
-        );
+        preflight(origin_ok && host_ok)
+    } else if !origin_ok || !host_ok {
+        let message = if host_ok {
+            format!(
+                "origin {:?} is not allowed",
+                origin.as_deref().unwrap_or_default()
+            )
+        } else {
+            format!("host {:?} is not allowed", host.unwrap_or_default())
+        };
         if endpoint == Some("/mcp") {
             mcp::forbidden_origin(&message)
         } else {
@@ -221,7 +268,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         headers.insert("x-request-id", value);
     }
     security_headers(headers);
-    if let Some(origin) = origin.filter(|_| origin_ok)
+    if let Some(origin) = origin.filter(|_| origin_ok && host_ok)
         && let Ok(value) = HeaderValue::from_str(&origin)
     {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);

@@ -1,5 +1,7 @@
 //! Query strings: decoding, and the API's pagination (`page`, `limit`, `X-Total-Count`,
 //! `X-Page-Count`, `Link`).
+//! Owns: [`pairs`], [`integer`], [`Page`]. Never: panics on any query string.
+//! Limits: at most [`MAX_LIMIT`] items per page.
 
 use super::ApiError;
 use hyper::header::{HeaderMap, HeaderValue};
@@ -102,21 +104,13 @@ impl Page {
         (self.number - 1).saturating_mul(self.limit)
     }
 
-    /// The pagination headers for `total` items, with links built from the request's own
-    /// host and path.
+    /// The pagination headers for `total` items. Links are relative to the server, so they
+    /// never repeat a client's `Host` header back.
     pub fn headers(&self, total: u64, parts: &Parts, headers: &mut HeaderMap) {
         let pages = total.div_ceil(self.limit);
-        let host = parts
-            .headers
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
         let path = parts.uri.path();
         let link = |page: u64, rel: &str| {
-            format!(
-                "<http://{host}{path}?page={page}&limit={}>; rel=\"{rel}\"",
-                self.limit
-            )
+            format!("<{path}?page={page}&limit={}>; rel=\"{rel}\"", self.limit)
         };
         let mut links = Vec::new();
         if self.number < pages {

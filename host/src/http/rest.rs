@@ -1,5 +1,7 @@
 //! The REST endpoints of the API spec: the route table, service info, health, readiness,
 //! metrics, plugins, commands and their history, and `/mcp/execute`.
+//! Owns: [`ROUTES`], the REST handlers, `openapi.json`. Never: builds JSON-RPC.
+//! Limits: `/mcp/execute` timeouts of 1 to [`MAX_EXECUTE_TIMEOUT_SECS`] seconds.
 
 use super::query::{self, Page};
 use super::{ApiError, AppState, Body, bytes_response, diagnostics, json_response, now_rfc3339};
@@ -166,10 +168,15 @@ async fn health(state: &AppState) -> Response<Body> {
     })
     .await;
     let cache = timed("cache", async {
-        match service.runtime.check_cache_dir() {
-            Ok(Some(_)) => Ok("ok".to_owned()),
-            Ok(None) => Ok("disabled".to_owned()),
-            Err(reason) => Err(format!("failing: {reason}")),
+        let runtime = service.runtime.clone();
+        let checked =
+            tokio::task::spawn_blocking(move || runtime.check_cache_dir().map(|dir| dir.is_some()))
+                .await;
+        match checked {
+            Ok(Ok(true)) => Ok("ok".to_owned()),
+            Ok(Ok(false)) => Ok("disabled".to_owned()),
+            Ok(Err(reason)) => Err(format!("failing: {reason}")),
+            Err(error) => Err(format!("failing: {error}")),
         }
     })
     .await;

@@ -1,4 +1,7 @@
-//! Server-sent events: a response body fed by a channel, and the event framing.
+//! Server-sent events: a response body fed by a bounded channel, and the event framing.
+//! Owns: [`SseBody`], [`SseSender`]. Never: decides what is sent; a stream whose client
+//! stops reading is ended by its producer (`offer` fails), never buffered without bound.
+//! Limits: [`BUFFER`] events per stream, a comment every [`KEEP_ALIVE`].
 
 use hyper::body::{Bytes, Frame};
 use std::convert::Infallible;
@@ -29,21 +32,33 @@ pub fn channel() -> (SseSender, SseBody) {
 }
 
 impl SseSender {
-    /// Sends one JSON-RPC message as a `message` event; `false` once the client is gone.
+    /// Sends one JSON-RPC message as a `message` event, waiting while the client is behind;
+    /// `false` once the client is gone.
     pub async fn message(&self, message: &serde_json::Value) -> bool {
-        let event = format!("event: message\ndata: {message}\n\n");
-        self.events.send(Bytes::from(event)).await.is_ok()
+        self.events.send(event(message)).await.is_ok()
     }
 
-    /// Sends a comment line, which clients ignore; `false` once the client is gone.
-    pub async fn keep_alive(&self) -> bool {
-        self.events.send(Bytes::from_static(b":\n\n")).await.is_ok()
+    /// Queues one JSON-RPC message without waiting; `false` when the client is gone or
+    /// [`BUFFER`] events behind, which ends a long-lived stream rather than letting a
+    /// client that stopped reading hold it.
+    pub fn offer(&self, message: &serde_json::Value) -> bool {
+        self.events.try_send(event(message)).is_ok()
+    }
+
+    /// Queues a comment line, which clients ignore, without waiting; `false` as for
+    /// [`SseSender::offer`].
+    pub fn offer_keep_alive(&self) -> bool {
+        self.events.try_send(Bytes::from_static(b":\n\n")).is_ok()
     }
 
     /// Resolves when the client has gone (the body was dropped).
     pub async fn closed(&self) {
         self.events.closed().await;
     }
+}
+
+fn event(message: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
 }
 
 impl hyper::body::Body for SseBody {

@@ -1,5 +1,6 @@
 //! JSON-RPC 2.0 as MCP uses it: one message per body (no batches), ids that are strings or
 //! integers, and the error codes of both protocol eras.
+//! Owns: [`Message`], [`Id`], [`RpcError`], the error codes. Never: panics on any body.
 
 use serde_json::{Map, Value, json};
 
@@ -41,7 +42,8 @@ impl Id {
         }
     }
 
-    fn from_json(value: &Value) -> Option<Id> {
+    /// The id a JSON value stands for, if it is a string or an integer.
+    pub fn from_json(value: &Value) -> Option<Id> {
         match value {
             Value::String(s) => Some(Id::Str(s.clone())),
             Value::Number(n) => n.as_i64().map(Id::Num),

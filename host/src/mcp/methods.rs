@@ -1,5 +1,9 @@
 //! The tools, resources and prompts methods: listing with cursors, calls into the sandbox,
 //! and the mapping of plugin results and failures to MCP results and JSON-RPC errors.
+//! Owns: the `impl McpServer` list/call/read/get methods, [`content_json`].
+//! Never: answers a plugin failure with a protocol error (it is `isError`), or a protocol
+//! problem with a tool result.
+//! Limits: [`PAGE_SIZE`] items per page.
 
 use super::jsonrpc::{INTERNAL_ERROR, INVALID_PARAMS, RESOURCE_NOT_FOUND, RpcError};
 use super::{Era, McpServer, RequestContext};

@@ -10,7 +10,7 @@ mod methods;
 mod session;
 
 pub use methods::content_json;
-pub use session::{InFlight, Session, SessionError, Sessions};
+pub use session::{InFlight, Session, SessionError, Sessions, StreamSlot};
 
 use crate::service::Service;
 use jsonrpc::{METHOD_NOT_FOUND, RpcError};
@@ -22,8 +22,6 @@ pub const MODERN_VERSION: &str = "2026-07-28";
 /// The session-based revisions served, newest first; `initialize` offers the first when a
 /// client asks for one not listed.
 pub const SESSION_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-/// The version a session-era request without `MCP-Protocol-Version` is taken to speak.
-pub const DEFAULT_SESSION_VERSION: &str = "2025-03-26";
 
 /// `_meta` keys of the stateless revision.
 pub mod meta {

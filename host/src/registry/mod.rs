@@ -461,9 +461,10 @@ const MAX_REPORTED_PROBLEMS: usize = 20;
 const MAX_PROBLEM_BYTES: usize = 300;
 
 /// Between a plugin's name and one of its tool or prompt names in the name clients see.
-/// Plugin names have no `_`, so the first `__` always ends the plugin's name; and the
-/// result matches `^[A-Za-z0-9_-]{1,64}$`, the tool-name rule of the large model APIs,
-/// whenever the plugin's own names do (a `.` would not).
+/// Plugin names have no `_`, so the first `__` always ends the plugin's name. The
+/// separator keeps to `[A-Za-z0-9_-]`, the tool-name alphabet of the large model APIs (a
+/// `.` would not); those APIs also cap names at 64 bytes, which is the plugin author's
+/// to keep to: Waygate refuses only names past MCP's 128.
 pub const NAMESPACE_SEPARATOR: &str = "__";
 
 /// Longest qualified tool or prompt name, in bytes (MCP's limit for tool names).

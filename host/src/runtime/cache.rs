@@ -63,11 +63,15 @@ impl ComponentCache {
     /// # Errors
     ///
     /// What failed, for the health check.
+    /// Blocking: call it off the async runtime.
     pub fn check(&self) -> Result<Option<&Path>, String> {
         let Some(dir) = &self.dir else {
             return Ok(None);
         };
-        let probe = dir.join(format!(".probe-{}", std::process::id()));
+        // Unique per check, so two health checks at once never remove each other's probe.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = dir.join(format!(".probe-{}-{n}", std::process::id()));
         std::fs::write(&probe, b"ok")
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|e| format!("{} is not writable: {e}", dir.display()))?;

@@ -1,5 +1,7 @@
 //! `command_history`: records batched off the request path by [`HistoryWriter`], pruned to a
 //! row limit, and read back in pages.
+//! Owns: [`HistoryWriter`], [`CommandRecord`]. Never: makes a request wait for the database.
+//! Limits: [`crate::config::Limits::command_history_rows`]; a queue of [`QUEUE_CAPACITY`].
 
 use super::{Error, Store};
 use rusqlite::params;
@@ -13,8 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 /// How long a record may wait for its batch: the most a `kill -9` can lose.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
-/// Records waiting at once; past it new records are dropped and counted, never waited for.
-const QUEUE_CAPACITY: usize = 16_384;
+/// Records waiting at once (at most about 8 KiB each); past it new records are dropped and
+/// counted, never waited for.
+const QUEUE_CAPACITY: usize = 4_096;
 /// Bytes a caller keeps of a command's params and result.
 pub const MAX_RECORDED_BYTES: usize = 4_096;
 
@@ -29,7 +32,7 @@ pub struct CommandRecord {
     pub params: String,
     /// The result or error as JSON, cut to [`MAX_RECORDED_BYTES`].
     pub result: Option<String>,
-    /// `success`, `failed` or `timeout`.
+    /// `success`, `failed`, `timeout`, or `cancelled` when the client went away first.
     pub status: &'static str,
     /// How long the call took.
     pub duration_ms: u64,

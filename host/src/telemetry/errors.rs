@@ -1,4 +1,6 @@
 //! The ring of recent errors behind `/diagnostics/errors`: bounded, newest kept.
+//! Owns: [`ErrorLog`]. Never: takes its lock on a request that succeeds.
+//! Limits: [`CAPACITY`] entries.
 
 use serde::Serialize;
 use serde_json::Value;

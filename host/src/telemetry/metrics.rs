@@ -1,6 +1,8 @@
 //! The metric set and its OpenMetrics text encoding (`prometheus-client`). Histograms are
 //! this module's own lock-free [`LatencyHistogram`], which also answers quantiles for
 //! `/diagnostics/performance`.
+//! Owns: [`Metrics`], [`LatencyHistogram`]. Never: takes a label from unbounded input (raw
+//! paths, methods outside the standard set, client-chosen names).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -102,12 +104,21 @@ impl TypedMetric for LatencyHistogram {
 /// Labels of `waygate_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
-    pub method: String,
+    /// HTTP method, one of a fixed set ([`method_label`]).
+    pub method: &'static str,
     /// The route template (`/plugins/{name}`), never the raw path.
     pub endpoint: &'static str,
     /// HTTP status code.
     pub status: u16,
+}
+
+/// The method as a label: clients may send any token as a method, so anything outside the
+/// standard set is `OTHER` and the label set stays bounded.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER")
 }
 
 /// Labels of the per-endpoint latency histogram.
@@ -202,7 +213,7 @@ impl Metrics {
     ) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method),
                 endpoint,
                 status,
             })
@@ -244,6 +255,8 @@ mod tests {
     fn encodes_spec_metric_names() {
         let metrics = Metrics::new();
         metrics.observe_request("GET", "/health", 200, Duration::from_millis(2));
+        metrics.observe_request("X1", "unmatched", 405, Duration::from_millis(1));
+        metrics.observe_request("X2", "unmatched", 405, Duration::from_millis(1));
         let text = metrics.encode();
         assert!(
             text.contains(
@@ -256,6 +269,12 @@ mod tests {
                 "waygate_request_duration_seconds_bucket{le=\"0.0025\",endpoint=\"/health\"} 1"
             ),
             "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"waygate_requests_total{method="OTHER",endpoint="unmatched",status="405"} 2"#
+            ),
+            "made-up methods share one label: {text}"
         );
         assert!(text.ends_with("# EOF\n"));
     }

@@ -1,6 +1,7 @@
 //! What the process tells operators about itself: Prometheus metrics ([`Metrics`]) and the
 //! bounded ring of recent errors behind `/diagnostics/errors` ([`ErrorLog`]).
-//! Never: decides anything; every other module only reports into it.
+//! Owns: [`Metrics`], [`ErrorLog`]. Never: decides anything; every other module only
+//! reports into it.
 
 mod errors;
 mod metrics;
