@@ -9,7 +9,7 @@ use crate::mcp::content_json;
 use crate::registry::LoadedPlugin;
 use crate::runtime::{CallError, CallOptions, Content, Limit, ToolResult};
 use crate::service::Source;
-use crate::telemetry::OPENMETRICS_CONTENT_TYPE;
+use crate::telemetry::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hyper::body::Bytes;
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -76,11 +76,7 @@ pub(super) async fn route(
         ("/", &Method::GET) => ok(&service_info()),
         ("/health", &Method::GET) => Ok(health(state).await),
         ("/ready", &Method::GET) => Ok(ready(state)),
-        ("/metrics", &Method::GET) => Ok(bytes_response(
-            StatusCode::OK,
-            OPENMETRICS_CONTENT_TYPE,
-            state.service.metrics.encode().into_bytes(),
-        )),
+        ("/metrics", &Method::GET) => Ok(metrics(state, parts)),
         ("/openapi.json", &Method::GET) => Ok(bytes_response(
             StatusCode::OK,
             "application/json",
@@ -105,6 +101,23 @@ pub(super) async fn route(
             Err(ApiError::method_not_allowed(method.as_str(), path, allowed))
         }
     }
+}
+
+/// `/metrics` in the format the scraper asks for: OpenMetrics when its `Accept` names it,
+/// else the Prometheus text format of the API spec.
+fn metrics(state: &AppState, parts: &Parts) -> Response<Body> {
+    let open_metrics = parts
+        .headers
+        .get(hyper::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let metrics = &state.service.metrics;
+    let (content_type, text) = if open_metrics {
+        (OPENMETRICS_CONTENT_TYPE, metrics.encode())
+    } else {
+        (PROMETHEUS_CONTENT_TYPE, metrics.encode_prometheus())
+    };
+    bytes_response(StatusCode::OK, content_type, text.into_bytes())
 }
 
 fn service_info() -> Value {

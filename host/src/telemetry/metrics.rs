@@ -16,6 +16,8 @@ use std::time::Duration;
 /// Content type of [`Metrics::encode`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`Metrics::encode_prometheus`]'s output: Prometheus text format 0.0.4.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Upper bounds of the latency buckets, in seconds: 0.5 ms to 5 min.
 const BUCKETS: [f64; 17] = [
@@ -231,6 +233,33 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+
+    /// The Prometheus text format 0.0.4, which the API spec names and every scraper reads:
+    /// the OpenMetrics exposition without its `# EOF`, and with each counter's `HELP` and
+    /// `TYPE` naming the `_total` series, as that format expects.
+    pub fn encode_prometheus(&self) -> String {
+        let open_metrics = self.encode();
+        let counters: std::collections::HashSet<&str> = open_metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        let mut text = String::with_capacity(open_metrics.len());
+        for line in open_metrics.lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+                let rest = line.strip_prefix(prefix)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters
+                    .contains(name)
+                    .then(|| format!("{prefix}{name}_total {tail}"))
+            });
+            text.push_str(renamed.as_deref().unwrap_or(line));
+            text.push('\n');
+        }
+        text
+    }
 }
 
 #[cfg(test)]
@@ -277,5 +306,14 @@ mod tests {
             "made-up methods share one label: {text}"
         );
         assert!(text.ends_with("# EOF\n"));
+
+        let prometheus = metrics.encode_prometheus();
+        assert!(
+            prometheus.contains("# TYPE waygate_requests_total counter\n"),
+            "{prometheus}"
+        );
+        assert!(prometheus.contains("# HELP waygate_requests_total HTTP requests answered."));
+        assert!(prometheus.contains("# TYPE waygate_request_duration_seconds histogram\n"));
+        assert!(!prometheus.contains("# EOF"));
     }
 }

@@ -7,4 +7,6 @@ mod errors;
 mod metrics;
 
 pub use errors::{ErrorEntry, ErrorLog};
-pub use metrics::{LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PluginLabels};
+pub use metrics::{
+    LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, PluginLabels,
+};
