@@ -185,13 +185,16 @@ async fn metrics_and_diagnostics_report_live_figures() {
     let server = server().await;
     server.get("/health").await;
     server.post("/mcp/execute", r#"{"action":"spin"}"#).await;
+    let accept_open_metrics = [("accept", "application/openmetrics-text; version=1.0.0")];
+    let open_metrics = server
+        .send("GET", "/metrics", &accept_open_metrics, None)
+        .await;
+    let content_type = open_metrics.header("content-type").unwrap();
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(open_metrics.body.ends_with("# EOF\n"));
     let metrics = server.send("GET", "/metrics", &[], None).await;
-    assert!(
-        metrics
-            .header("content-type")
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
+    let content_type = metrics.header("content-type").unwrap();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"));
     assert!(
         metrics
             .body
