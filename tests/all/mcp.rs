@@ -835,3 +835,80 @@ async fn notification_streams_are_capped() {
     }
     assert!(freed, "a closed stream frees its slot");
 }
+
+#[tokio::test]
+async fn arguments_marked_as_headers_must_match_them() {
+    let env = TestEnv::new();
+    env.add("hostile", &fixture("hostile"), "");
+    let server = TestServer::start(env).await;
+    let call = |arguments: Value, extra: Vec<(&'static str, &'static str)>| {
+        let server = &server;
+        async move {
+            let body = modern_body(
+                1,
+                "tools/call",
+                json!({"name": "hostile__routed", "arguments": arguments}),
+            );
+            let mut headers = vec![
+                ACCEPT,
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "hostile__routed"),
+            ];
+            headers.extend(extra);
+            let r = server.send("POST", "/mcp", &headers, Some(&body)).await;
+            (r.status, r.json())
+        }
+    };
+    let listed = modern(&server, "tools/list", json!({})).await.json();
+    let routed = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hostile__routed")
+        .expect("listed")
+        .clone();
+    assert_eq!(
+        routed["inputSchema"]["properties"]["region"]["x-mcp-header"],
+        "Region"
+    );
+
+    let (status, body) = call(
+        json!({"region": "eu-west", "count": 42}),
+        vec![("mcp-param-region", "eu-west"), ("mcp-param-count", "42")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["result"]["content"][0]["text"].clone()),
+        (200, json!("eu-west Some(42)")),
+        "{body}"
+    );
+    let (status, body) = call(
+        json!({"region": "eu-west"}),
+        vec![("Mcp-Param-Region", "=?base64?ZXUtd2VzdA==?=")],
+    )
+    .await;
+    assert_eq!(status, 200, "base64 form and any header case: {body}");
+    for (arguments, headers) in [
+        (json!({"region": "eu-west"}), vec![]),
+        (
+            json!({"region": "eu-west"}),
+            vec![("mcp-param-region", "us-east")],
+        ),
+        (
+            json!({"region": "eu-west", "count": 42}),
+            vec![("mcp-param-region", "eu-west"), ("mcp-param-count", "41")],
+        ),
+        (
+            json!({"region": "eu-west"}),
+            vec![("mcp-param-region", "eu-west"), ("mcp-param-count", "1")],
+        ),
+    ] {
+        let (status, body) = call(arguments.clone(), headers).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (400, Some(-32020)),
+            "{arguments} {body}"
+        );
+    }
+}

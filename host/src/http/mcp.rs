@@ -396,8 +396,66 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The `Mcp-Param-*` headers a `tools/call` of a known tool must carry.
+fn tool_param_headers(state: &AppState, message: &Message) -> Vec<(String, Vec<String>)> {
+    let Message::Request { method, params, .. } = message else {
+        return Vec::new();
+    };
+    let name = params.get("name").and_then(Value::as_str);
+    match (method.as_str(), name) {
+        ("tools/call", Some(name)) => state
+            .service
+            .registry()
+            .resolve_tool(name)
+            .map(|(_, entry)| entry.param_headers.clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Checks that each `Mcp-Param-{name}` header carries the argument it mirrors, as the
+/// 2026-07-28 transport requires: present exactly when the argument is, and equal to it
+/// (integers compared as numbers).
+fn check_param_headers(
+    parts: &Parts,
+    params: &Map<String, Value>,
+    param_headers: &[(String, Vec<String>)],
+) -> Result<(), String> {
+    let arguments = params.get("arguments");
+    for (name, path) in param_headers {
+        let argument = path
+            .iter()
+            .try_fold(arguments, |value, key| value?.get(key).map(Some))
+            .flatten()
+            .filter(|v| !v.is_null());
+        let header_name = format!("mcp-param-{}", name.to_ascii_lowercase());
+        let header_value = header(parts, &header_name).map(decode_header_value);
+        let matches = match (argument, header_value) {
+            (None, None) => true,
+            (Some(_), None) | (None, Some(_)) | (_, Some(None)) => false,
+            (Some(argument), Some(Some(sent))) => match argument {
+                Value::String(text) => *text == sent,
+                Value::Bool(flag) => sent == flag.to_string(),
+                Value::Number(number) => sent.parse::<f64>().ok() == number.as_f64(),
+                _ => false,
+            },
+        };
+        if !matches {
+            return Err(format!(
+                "Header mismatch: Mcp-Param-{name} does not match arguments.{}",
+                path.join(".")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a 2026-07-28 request's headers and `_meta` against its body.
-fn check_stateless(parts: &Parts, message: &Message) -> Result<(), (StatusCode, RpcError)> {
+fn check_stateless(
+    parts: &Parts,
+    message: &Message,
+    param_headers: &[(String, Vec<String>)],
+) -> Result<(), (StatusCode, RpcError)> {
     let mismatch = |text: String| {
         (
             StatusCode::BAD_REQUEST,
@@ -482,7 +540,7 @@ fn check_stateless(parts: &Parts, message: &Message) -> Result<(), (StatusCode, 
             }
         }
     }
-    Ok(())
+    check_param_headers(parts, &params, param_headers).map_err(mismatch)
 }
 
 async fn stateless_request(
@@ -492,7 +550,8 @@ async fn stateless_request(
     accept: Accepts,
     context: &RequestContext,
 ) -> Response<Body> {
-    if let Err((status, error)) = check_stateless(parts, &message) {
+    let param_headers = tool_param_headers(state, &message);
+    if let Err((status, error)) = check_stateless(parts, &message, &param_headers) {
         return rpc_error(status, request_id_of(&message), &error);
     }
     match message {
@@ -934,7 +993,7 @@ mod tests {
             }
             let (parts, ()) = builder.body(()).unwrap().into_parts();
             let message = jsonrpc::parse(body.as_bytes()).unwrap();
-            check_stateless(&parts, &message)
+            check_stateless(&parts, &message, &[])
                 .err()
                 .map(|(s, e)| (s.as_u16(), e.code))
         };

@@ -74,6 +74,9 @@ pub struct ToolEntry {
     pub input_schema: Value,
     /// The parsed output schema, when the tool declares one.
     pub output_schema: Option<Value>,
+    /// Arguments that 2026-07-28 clients also send as `Mcp-Param-{name}` headers (the
+    /// schema's `x-mcp-header`): each header name with the property path it mirrors.
+    pub param_headers: Vec<(String, Vec<String>)>,
     validator: jsonschema::Validator,
 }
 
@@ -513,11 +516,103 @@ fn compile_tool(plugin: &str, tool: Tool) -> Result<ToolEntry, String> {
         .map(serde_json::from_str::<Value>)
         .transpose()
         .map_err(|e| format!("tool {:?}: output schema is not JSON: {e}", tool.name))?;
+    let param_headers =
+        param_headers(&input_schema).map_err(|e| format!("tool {:?}: {e}", tool.name))?;
     Ok(ToolEntry {
         tool,
         qualified_name,
         input_schema,
         output_schema,
+        param_headers,
         validator,
     })
+}
+
+/// The `x-mcp-header` annotations of an input schema, checked as MCP 2026-07-28 requires:
+/// reachable through `properties` only, on string, integer or boolean properties, each
+/// name an HTTP token and unique regardless of case.
+fn param_headers(schema: &Value) -> Result<Vec<(String, Vec<String>)>, String> {
+    fn walk(
+        schema: &Value,
+        path: &mut Vec<String>,
+        found: &mut Vec<(String, Vec<String>)>,
+    ) -> Result<(), String> {
+        let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+            return Ok(());
+        };
+        for (name, property) in properties {
+            path.push(name.clone());
+            if let Some(header) = property.get("x-mcp-header") {
+                let header = header
+                    .as_str()
+                    .filter(|h| !h.is_empty() && h.bytes().all(is_token_byte))
+                    .ok_or_else(|| {
+                        format!("x-mcp-header of {} must be an HTTP token", path.join("."))
+                    })?;
+                // A type, or a type and "null" (an optional argument).
+                let kind = match property.get("type") {
+                    Some(Value::String(kind)) => Some(kind.as_str()),
+                    Some(Value::Array(kinds)) => {
+                        let mut named = kinds
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .filter(|k| *k != "null");
+                        named.next().filter(|_| named.next().is_none())
+                    }
+                    _ => None,
+                };
+                if !matches!(kind, Some("string" | "integer" | "boolean")) {
+                    return Err(format!(
+                        "x-mcp-header {header:?} is on {}, which is not a string, integer or boolean",
+                        path.join(".")
+                    ));
+                }
+                if found.iter().any(|(h, _)| h.eq_ignore_ascii_case(header)) {
+                    return Err(format!("x-mcp-header {header:?} is used twice"));
+                }
+                found.push((header.to_owned(), path.clone()));
+            }
+            walk(property, path, found)?;
+            path.pop();
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(schema, &mut Vec::new(), &mut found)?;
+    Ok(found)
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn header_annotations_are_found_and_checked() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "limit": {"type": ["integer", "null"], "x-mcp-header": "Limit"},
+            "filter": {"type": "object", "properties": {
+                "tag": {"type": "string", "x-mcp-header": "Tag"}}}}});
+        let found = param_headers(&schema).unwrap();
+        assert!(found.contains(&(
+            "Tag".to_owned(),
+            vec!["filter".to_owned(), "tag".to_owned()]
+        )));
+        assert_eq!(found.len(), 3);
+        let bad = [
+            json!({"properties": {"a": {"type": "array", "x-mcp-header": "A"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "bad name"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "A"},
+                                  "b": {"type": "string", "x-mcp-header": "a"}}}),
+        ];
+        for schema in bad {
+            assert!(param_headers(&schema).is_err(), "{schema}");
+        }
+    }
 }
