@@ -267,6 +267,15 @@ async fn stateless_header_and_version_rules() {
     // An unknown method is a 404.
     let r = modern(&server, "nope/nope", json!({})).await;
     assert_eq!(code(&r), (404, Some(-32601)));
+    // Notifications need no Mcp-Method (the TypeScript SDK sends none on cancel).
+    let cancel =
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"listen:0"}}"#;
+    let r = send(
+        vec![ACCEPT, ("mcp-protocol-version", MODERN)],
+        cancel.to_owned(),
+    )
+    .await;
+    assert_eq!(r.status, 202);
     // ping and initialize-era methods are not part of the stateless revision.
     let r = modern(&server, "ping", json!({})).await;
     assert_eq!(code(&r), (404, Some(-32601)));

@@ -550,13 +550,17 @@ async fn stateless_request(
     accept: Accepts,
     context: &RequestContext,
 ) -> Response<Body> {
+    // Nothing a client notifies matters without a session (closing a stream is how a
+    // stateless client cancels), and the revision sets no header rules for notifications:
+    // the TypeScript SDK posts `notifications/cancelled` without `Mcp-Method`.
+    if !matches!(message, Message::Request { .. }) {
+        return empty(StatusCode::ACCEPTED);
+    }
     let param_headers = tool_param_headers(state, &message);
     if let Err((status, error)) = check_stateless(parts, &message, &param_headers) {
         return rpc_error(status, request_id_of(&message), &error);
     }
     match message {
-        // Nothing a client notifies matters without a session: closing a stream is how a
-        // stateless client cancels.
         Message::Response | Message::Notification { .. } => empty(StatusCode::ACCEPTED),
         Message::Request { id, method, params } if method == "subscriptions/listen" => {
             listen(state, id, &params)

@@ -4,8 +4,10 @@
 //! Limits: [`crate::config::PluginLimits::kv_quota_bytes`] is checked here, atomically with the write.
 
 mod history;
+mod keys;
 
 pub use history::{CommandRecord, CommandRow, HistoryWriter, MAX_RECORDED_BYTES};
+pub use keys::{NewKey, StoredKey};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
