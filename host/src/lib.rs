@@ -1,9 +1,10 @@
 //! Waygate: an MCP host that runs every tool provider as a sandboxed WebAssembly component.
 //!
-//! A request flows `http` → `mcp` (or the REST handlers) → `service` → `registry` →
+//! A request flows `http` → `auth` → `mcp` (or the REST handlers) → `service` → `registry` →
 //! `runtime`, with `store` and `telemetry` beside; nothing reaches back up.
 //! `docs/ARCHITECTURE.md` has the map; in one line each:
 //!
+//! - [`auth`]: API keys, roles, and the role every route and MCP method needs.
 //! - [`config`]: defaults → file → environment → flags, and every limit ([`config::Limits`]).
 //! - [`http`]: the listener, routing, the REST endpoints, the MCP transport, errors → statuses.
 //! - [`mcp`]: JSON-RPC, the two protocol eras, sessions, the tools/resources/prompts methods.
@@ -15,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod mcp;

@@ -5,12 +5,15 @@ usage: python_client.py URL MODE
   MODE session  low-level mcp.ClientSession + initialize(): session era 2025-11-25
 
 Exercises one tool of every example plugin, the notes resource and prompt, and an invalid call.
+If WAYGATE_KEY is set, every request carries `Authorization: Bearer $WAYGATE_KEY`, and a second
+connection without it must be refused with HTTP 401. The key is never printed.
 Prints one line per check ("ok ..." / "FAIL ...") and exits 0 only when every check passed.
 """
 
 import asyncio
 import importlib.metadata
 import json
+import os
 import sys
 import traceback
 import uuid
@@ -19,8 +22,10 @@ import httpx2
 import mcp
 import mcp.types
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 TIMEOUT_SECONDS = 30
+KEY = os.environ.get("WAYGATE_KEY") or None  # never printed
 EXPECTED_TOOLS = [
     "echo__echo", "echo__test",
     "data-processor__process_data",
@@ -153,13 +158,15 @@ async def exercise(client, run: str) -> None:
           (result.is_error, text_of(result)))
 
 
-def http_client(seen: list) -> httpx2.AsyncClient:
-    """An HTTP client that notes (method, status, Mcp-Session-Id, MCP-Protocol-Version) per exchange."""
+def http_client(seen: list, key: str | None = KEY) -> httpx2.AsyncClient:
+    """An HTTP client that notes (method, status, Mcp-Session-Id, MCP-Protocol-Version) per exchange
+    and, given a key, sends `Authorization: Bearer <key>` on every request (POST, GET, DELETE)."""
     async def record(response: httpx2.Response) -> None:
         request = response.request
         seen.append((request.method, response.status_code, response.headers.get("mcp-session-id"),
                      request.headers.get("mcp-protocol-version")))
-    return httpx2.AsyncClient(timeout=httpx2.Timeout(10, read=TIMEOUT_SECONDS),
+    return httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"} if key else None,
+                              timeout=httpx2.Timeout(10, read=TIMEOUT_SECONDS),
                               event_hooks={"response": [record]})
 
 
@@ -195,6 +202,37 @@ async def run_session(url: str) -> None:
     check("closing sent DELETE, answered 2xx", len(deletes) == 1 and 200 <= deletes[0] < 300, seen[-3:])
 
 
+async def run_without_key(url: str, mode: str) -> None:
+    """With WAYGATE_KEY set: the same connection without the key must be refused with 401."""
+    seen: list = []
+    try:
+        async with http_client(seen, key=None) as http:
+            if mode == "auto":
+                async with mcp.Client(streamable_http_client(url, http_client=http)) as client:
+                    await client.list_tools()
+            else:
+                async with streamable_http_client(url, http_client=http) as (read, write):
+                    async with mcp.ClientSession(read, write) as session:
+                        await session.initialize()
+    except Exception as error:  # noqa: BLE001 - anyio wraps the SDK's error in an ExceptionGroup
+        errors = leaves(error)
+        statuses = [status for _, status, _, _ in seen]
+        refused = (any(isinstance(e, httpx2.HTTPStatusError) and e.response.status_code == 401 for e in errors)
+                   or (any(isinstance(e, MCPError) for e in errors) and bool(statuses)
+                       and all(status == 401 for status in statuses)))
+        check("without the key the server refuses the connection with 401", refused,
+              (describe(error), statuses))
+    else:
+        check("without the key the server refuses the connection with 401", False, ("connected", seen))
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in leaves(e)]
+    return [error]
+
+
 def describe(error: BaseException) -> str:
     """Flattens exception groups (anyio task groups wrap the SDK's errors) into one line."""
     if isinstance(error, BaseExceptionGroup):
@@ -207,10 +245,13 @@ async def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     url, mode = sys.argv[1], sys.argv[2]
-    print(f"python mcp {importlib.metadata.version('mcp')} mode={mode} url={url}", flush=True)
+    print(f"python mcp {importlib.metadata.version('mcp')} mode={mode} url={url} key={'set' if KEY else 'unset'}",
+          flush=True)
     try:
         async with asyncio.timeout(TIMEOUT_SECONDS):
             await (run_auto(url) if mode == "auto" else run_session(url))
+            if KEY:
+                await run_without_key(url, mode)
     except TimeoutError:
         check(f"finished within {TIMEOUT_SECONDS} s", False, "timed out")
     except BaseException as error:  # noqa: BLE001 - any SDK error is a failed check

@@ -21,6 +21,25 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 /// Default log filter.
 pub const DEFAULT_LOG: &str = "info";
 
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// API keys (`X-API-Key` or `Authorization: Bearer`): the default.
+    ApiKey,
+    /// Nobody is asked for a credential: local development and protocol test suites only,
+    /// refused at start-up unless the server listens on loopback.
+    None,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the server (the default: what scrapers expect).
+    Open,
+    /// Any valid key.
+    Keyed,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,6 +68,10 @@ pub struct Config {
     pub log: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Authentication mode.
+    pub auth: AuthMode,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
     /// Every limit.
     pub limits: Limits,
 }
@@ -107,7 +130,15 @@ struct FileConfig {
     server: ServerSection,
     paths: PathsSection,
     log: LogSection,
+    auth: AuthSection,
     limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AuthSection {
+    mode: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,7 +195,7 @@ pub fn load(
         file.server.bind,
         DEFAULT_BIND,
     );
-    let bind = bind_text.parse().map_err(|_| ConfigError::Invalid {
+    let bind: SocketAddr = bind_text.parse().map_err(|_| ConfigError::Invalid {
         key: "server.bind (WAYGATE_BIND, --bind)".to_owned(),
         value: bind_text.clone(),
         allowed: "an IP address and port, such as 127.0.0.1:8000".to_owned(),
@@ -211,6 +242,39 @@ pub fn load(
         }
     };
     validate_limits(&file.limits)?;
+    let auth_text = pick(None, "WAYGATE_AUTH", file.auth.mode, "api_key");
+    let auth = match auth_text.as_str() {
+        "api_key" => AuthMode::ApiKey,
+        "none" => AuthMode::None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "auth.mode (WAYGATE_AUTH)".to_owned(),
+                value: auth_text,
+                allowed: "api_key or none".to_owned(),
+            });
+        }
+    };
+    if auth == AuthMode::None && !bind.ip().is_loopback() {
+        return Err(ConfigError::Invalid {
+            key: "auth.mode (WAYGATE_AUTH)".to_owned(),
+            value: "none".to_owned(),
+            allowed: format!(
+                "api_key: without authentication the server may only listen on loopback, not {bind}"
+            ),
+        });
+    }
+    let metrics_text = pick(None, "WAYGATE_METRICS_ACCESS", file.auth.metrics, "open");
+    let metrics_access = match metrics_text.as_str() {
+        "open" => MetricsAccess::Open,
+        "keyed" => MetricsAccess::Keyed,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "auth.metrics (WAYGATE_METRICS_ACCESS)".to_owned(),
+                value: metrics_text,
+                allowed: "open or keyed".to_owned(),
+            });
+        }
+    };
     let allowed_origins = match env("WAYGATE_ALLOWED_ORIGINS") {
         Some(list) => list
             .split(',')
@@ -240,6 +304,8 @@ pub fn load(
         cache_dir,
         log,
         log_format,
+        auth,
+        metrics_access,
         limits: file.limits,
     })
 }
@@ -359,6 +425,24 @@ mod tests {
 
     /// `configs/waygate.toml` documents every key with its default; loading it must give
     /// exactly the defaults, or the documentation has drifted.
+    #[test]
+    fn auth_can_be_off_only_on_loopback() {
+        let config = load(&Overrides::default(), env(&[("WAYGATE_AUTH", "none")])).unwrap();
+        assert_eq!(config.auth, AuthMode::None);
+        let err = load(
+            &Overrides::default(),
+            env(&[("WAYGATE_AUTH", "none"), ("WAYGATE_BIND", "0.0.0.0:8000")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("loopback"), "{err}");
+        assert_eq!(
+            load(&Overrides::default(), env(&[])).unwrap().auth,
+            AuthMode::ApiKey,
+            "on by default"
+        );
+    }
+
     #[test]
     fn shipped_config_file_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/waygate.toml");

@@ -24,6 +24,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/0002_command_history_context.sql"
     )),
+    M::up(include_str!("../../../migrations/0003_api_key_roles.sql")),
 ];
 
 /// Why a store operation failed.

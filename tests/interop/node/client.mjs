@@ -7,11 +7,14 @@
 //           server/discover and should settle on the stateless 2026-07-28 revision
 //
 // Exercises one tool of every example plugin, the notes resource and prompt, and an invalid call.
+// If WAYGATE_KEY is set, every request carries `Authorization: Bearer $WAYGATE_KEY`, and a second
+// connection without it must be refused with HTTP 401. The key is never printed.
 // Prints one line per check ("ok ..." / "FAIL ...") and exits 0 only when every check passed.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 const TIMEOUT_MS = 30_000;
+const KEY = process.env.WAYGATE_KEY || undefined; // never printed
 const EXPECTED_TOOLS = [
   'echo__echo', 'echo__test',
   'data-processor__process_data',
@@ -149,12 +152,40 @@ function recordingFetch(seen) {
   };
 }
 
-async function runV1(url) {
-  const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
-  const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
-  const client = new Client({ name: 'waygate-interop-v1', version: '0.1.0' });
+/** A client and transport for `sdk`; with a key, every request (POST, GET, DELETE) carries it. */
+async function makeClient(sdk, url, seen, key) {
+  const auth = key ? { requestInit: { headers: { Authorization: `Bearer ${key}` } } } : {};
+  const { Client, StreamableHTTPClientTransport } = sdk === 'v1'
+    ? { ...await import('@modelcontextprotocol/sdk/client/index.js'),
+      ...await import('@modelcontextprotocol/sdk/client/streamableHttp.js') }
+    : await import('@modelcontextprotocol/client');
+  const client = sdk === 'v1'
+    ? new Client({ name: 'waygate-interop-v1', version: '0.1.0' })
+    : new Client({ name: 'waygate-interop-v2', version: '0.1.0' }, { versionNegotiation: { mode: 'auto' } });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(seen), ...auth });
+  return { client, transport };
+}
+
+/** With WAYGATE_KEY set: the same connection without the key must be refused with 401. */
+async function runWithoutKey(url, sdk) {
   const seen = [];
-  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(seen) });
+  const { client, transport } = await makeClient(sdk, url, seen, undefined);
+  const name = 'without the key the server refuses the connection with 401';
+  try {
+    await client.connect(transport);
+    check(name, false, { connected: true, seen });
+  } catch (error) {
+    // v1: StreamableHTTPError with code 401; v2: SdkHttpError with status 401
+    const status = sdk === 'v1' ? error?.code : error?.status;
+    check(name, status === 401, { error: `${error?.constructor?.name}: ${error?.message}`, seen });
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+async function runV1(url) {
+  const seen = [];
+  const { client, transport } = await makeClient('v1', url, seen, KEY);
   await client.connect(transport);
   try {
     check('v1 connected with initialize and got a session id', typeof transport.sessionId === 'string'
@@ -173,11 +204,8 @@ async function runV1(url) {
 }
 
 async function runV2(url) {
-  const { Client, StreamableHTTPClientTransport } = await import('@modelcontextprotocol/client');
-  const client = new Client({ name: 'waygate-interop-v2', version: '0.1.0' },
-    { versionNegotiation: { mode: 'auto' } });
   const seen = [];
-  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(seen) });
+  const { client, transport } = await makeClient('v2', url, seen, KEY);
   await client.connect(transport);
   try {
     check('v2 auto used server/discover (stateless era)',
@@ -205,13 +233,16 @@ async function main() {
     return 2;
   }
   const pkg = sdk === 'v1' ? '@modelcontextprotocol/sdk' : '@modelcontextprotocol/client';
-  console.log(`node ${process.version} ${pkg} ${sdkVersion(pkg)} url=${url}`);
+  console.log(`node ${process.version} ${pkg} ${sdkVersion(pkg)} url=${url} key=${KEY ? 'set' : 'unset'}`);
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS / 1000} s`)), TIMEOUT_MS);
   });
   try {
-    await Promise.race([sdk === 'v1' ? runV1(url) : runV2(url), timeout]);
+    await Promise.race([(async () => {
+      await (sdk === 'v1' ? runV1(url) : runV2(url));
+      if (KEY) await runWithoutKey(url, sdk);
+    })(), timeout]);
   } catch (error) {
     console.error(error);
     check('no exception', false, `${error?.constructor?.name}: ${error?.message} ${error?.code ?? ''}`.trim());
