@@ -6,8 +6,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use waygate::auth::{self, KeyRing, KeySpec, Role};
+use waygate::config::AuthMode;
 use waygate::config::{self, Config, LogFormat, Overrides};
-use waygate::http::{self, AppState};
+use waygate::http::{self, Admission, AppState};
 use waygate::registry::Registry;
 use waygate::runtime::Runtime;
 use waygate::service::Service;
@@ -15,6 +17,8 @@ use waygate::store::Store;
 
 /// Exit code for an unusable configuration, as `sysexits`' EX_USAGE family expects.
 const EXIT_CONFIG: u8 = 2;
+
+mod keys_cli;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +33,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Manage API keys in the database of --data (a running server follows at once).
+    Keys {
+        /// Data directory holding the database [env: WAYGATE_DATA] [default: data].
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+        /// Config file [env: WAYGATE_CONFIG].
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: keys_cli::KeysCommand,
+    },
     /// Run the server.
     Serve {
         /// Address to listen on [env: WAYGATE_BIND] [default: 127.0.0.1:8000].
@@ -54,29 +69,65 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve {
-        bind,
-        plugins,
-        data,
-        config,
-        cache_dir,
-        log,
-    } = cli.command;
-    let overrides = Overrides {
-        config,
-        bind,
-        plugins,
-        data,
-        cache_dir,
-        log,
-    };
-    let config = match config::load(&overrides, |key| std::env::var(key).ok()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("waygate: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+    let env = |key: &str| std::env::var(key).ok();
+    match cli.command {
+        Command::Keys {
+            data,
+            config,
+            command,
+        } => {
+            let overrides = Overrides {
+                config,
+                data,
+                ..Overrides::default()
+            };
+            let config = match config::load(&overrides, env) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("waygate: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let result = Store::open(&config.database_path())
+                .map_err(anyhow::Error::from)
+                .and_then(|store| keys_cli::run(&store, command));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("waygate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
-    };
+        Command::Serve {
+            bind,
+            plugins,
+            data,
+            config,
+            cache_dir,
+            log,
+        } => {
+            let overrides = Overrides {
+                config,
+                bind,
+                plugins,
+                data,
+                cache_dir,
+                log,
+            };
+            let config = match config::load(&overrides, env) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("waygate: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run_server(config)
+        }
+    }
+}
+
+fn run_server(config: Config) -> ExitCode {
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,6 +147,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes sure an admin key exists: from `WAYGATE_ADMIN_KEY` when given, else a new one
+/// printed once on standard output (not into the log).
+fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now();
+    let has_admin = store.keys()?.iter().any(|k| {
+        k.active
+            && k.role == Role::Admin.as_str()
+            && k.expires_at
+                .as_deref()
+                .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
+                .is_none_or(|at| at > now)
+    });
+    if has_admin {
+        return Ok(());
+    }
+    let spec = KeySpec {
+        name: "admin",
+        role: Role::Admin,
+        plugins: None,
+        expires_at: None,
+    };
+    match &config.admin_key {
+        Some(key) => {
+            auth::create_key(store, &spec, Some(key.expose()))
+                .map_err(|e| anyhow::anyhow!("WAYGATE_ADMIN_KEY: {e}"))?;
+            tracing::info!("created the first admin key from WAYGATE_ADMIN_KEY");
+        }
+        None => {
+            let created = auth::create_key(store, &spec, None).map_err(anyhow::Error::msg)?;
+            println!("No admin key existed, so one was created. It is shown this once:");
+            println!("{}", created.key);
+            println!("Manage keys with `waygate keys --help`.");
+            tracing::info!(key_id = created.id, "created the first admin key");
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {
@@ -118,6 +207,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(config.cache_dir.clone()),
         store.clone(),
     )?);
+    let keys = match config.auth {
+        AuthMode::ApiKey => {
+            ensure_admin_key(&config, &store)?;
+            let ring = Arc::new(KeyRing::load(store.clone())?);
+            ring.start();
+            Some(ring)
+        }
+        AuthMode::None => {
+            tracing::warn!(
+                bind = %config.bind,
+                "authentication is off (auth.mode = none): anyone who can reach this address may call every tool"
+            );
+            None
+        }
+    };
     let registry = Registry::load(&runtime, &config.plugins_dir, config.limits.plugin).await;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -135,7 +239,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         config.limits.clone(),
     ));
-    let state = Arc::new(AppState::new(service, config.allowed_origins.clone()));
+    let admission = Admission {
+        allowed_origins: config.allowed_origins.clone(),
+        keys,
+        metrics_access: config.metrics_access,
+    };
+    let state = Arc::new(AppState::new(service, admission));
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("waygate stopped");
     Ok(())

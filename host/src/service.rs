@@ -144,13 +144,15 @@ impl Service {
     }
 
     /// Runs tool `name` (qualified, or bare when unique) with `arguments`, then counts it in
-    /// the plugin's statistics and queues its history record.
+    /// the plugin's statistics and queues its history record. With `allowed`, a tool of any
+    /// other plugin is unknown to this caller.
     pub async fn call_tool(
         &self,
         name: &str,
         arguments: &Value,
         options: CallOptions,
         source: Source,
+        allowed: Option<&[String]>,
     ) -> CallOutcome {
         let started = Instant::now();
         let registry = self.registry();
@@ -158,6 +160,18 @@ impl Service {
             .resolve_tool(name)
             .map(|(plugin, entry)| (plugin.manifest.name.clone(), entry.qualified_name.clone()))
             .ok();
+        let forbidden = resolved
+            .as_ref()
+            .is_some_and(|(plugin, _)| allowed.is_some_and(|a| !a.contains(plugin)));
+        if forbidden {
+            return CallOutcome {
+                result: Err(registry::Error::UnknownTool {
+                    tool: name.to_owned(),
+                }),
+                tool: None,
+                duration: started.elapsed(),
+            };
+        }
         // Every attempt is history, an unknown or ambiguous name included; a call whose
         // client goes away is recorded by the guard as `cancelled`.
         let (plugin, command) = match &resolved {

@@ -76,6 +76,7 @@ async fn python_client(mode: &str) {
     let server = server().await;
     let mut command = Command::new(python);
     command
+        .env("WAYGATE_KEY", server.key.as_deref().expect("auth on"))
         .arg(repo().join("tests/interop/python_client.py"))
         .arg(format!("http://{}/mcp", server.addr))
         .arg(mode);
@@ -94,6 +95,10 @@ async fn mcp_inspector_cli() {
     let home = tempfile::tempdir().expect("home");
     let server = server().await;
     let url = format!("http://{}/mcp", server.addr);
+    let authorization = format!(
+        "Authorization: Bearer {}",
+        server.key.as_deref().expect("auth on")
+    );
     for era in ["legacy", "modern"] {
         let inspector = |method: &str, extra: &[&str]| {
             let mut command = Command::new(&node);
@@ -109,6 +114,7 @@ async fn mcp_inspector_cli() {
                     "json",
                     "-q",
                 ])
+                .args(["--header", &authorization])
                 .args([
                     "--stored-auth-only",
                     "--protocol-era",
@@ -162,6 +168,7 @@ async fn node(sdk: &str) {
     let server = server().await;
     let mut command = Command::new("node");
     command
+        .env("WAYGATE_KEY", server.key.as_deref().expect("auth on"))
         .arg(client)
         .arg(format!("http://{}/mcp", server.addr))
         .arg(sdk);
@@ -211,6 +218,11 @@ async fn schemathesis_finds_no_violations() {
             "20261126",
             "--no-color",
         ])
+        .arg("--header")
+        .arg(format!(
+            "X-API-Key: {}",
+            server.key.as_deref().expect("auth on")
+        ))
         .arg(format!("http://{}/openapi.json", server.addr));
     run_client(command).await;
 }

@@ -6,6 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The admin key the binary is started with.
+const ADMIN_KEY: &str = "wg_StoreTestAdminKey0123456789abcdefghijklmn";
+
 /// Starts `waygate serve` on an ephemeral port over `data` with the hostile fixture as
 /// its only plugin; returns the process and its address once it listens.
 fn start(data: &std::path::Path) -> (Child, String) {
@@ -20,6 +23,7 @@ fn start(data: &std::path::Path) -> (Child, String) {
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_waygate"))
         .args(["serve", "--bind", "127.0.0.1:0", "--log", "info"])
+        .env("WAYGATE_ADMIN_KEY", ADMIN_KEY)
         .arg("--plugins")
         .arg(&plugins)
         .arg("--data")
@@ -80,7 +84,7 @@ fn kill_9_during_writes_leaves_a_sound_database() {
                     };
                     let body = r#"{"action":"hostile__ok","params":{}}"#;
                     let request = format!(
-                        "POST /mcp/execute HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "POST /mcp/execute HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {ADMIN_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     if stream.write_all(request.as_bytes()).is_err() {

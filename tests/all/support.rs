@@ -7,8 +7,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waygate::auth::{self, KeyRing, KeySpec, Role};
 use waygate::config::Limits;
-use waygate::http::AppState;
+use waygate::config::MetricsAccess;
+use waygate::http::{Admission, AppState};
 use waygate::registry::Registry;
 use waygate::runtime::{CallOptions, Runtime};
 use waygate::service::Service;
@@ -140,11 +142,14 @@ pub fn options() -> CallOptions {
     }
 }
 
-/// A real server on an ephemeral loopback port; stops when dropped.
+/// A real server on an ephemeral loopback port; stops when dropped. Authentication is on,
+/// and requests carry an admin key unless a test gives its own credential.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub env: TestEnv,
     pub state: Arc<AppState>,
+    /// The admin key requests carry by default; `None` when authentication is off.
+    pub key: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
@@ -263,6 +268,29 @@ impl TestServer {
     }
 
     pub async fn start_with_origins(env: TestEnv, allowed_origins: Vec<String>) -> Self {
+        Self::start_with(env, allowed_origins, true).await
+    }
+
+    /// A server with authentication off (`auth.mode = none`).
+    pub async fn start_without_auth(env: TestEnv) -> Self {
+        Self::start_with(env, Vec::new(), false).await
+    }
+
+    async fn start_with(env: TestEnv, allowed_origins: Vec<String>, auth_on: bool) -> Self {
+        let (keys, key) = if auth_on {
+            let admin = KeySpec {
+                name: "test-admin",
+                role: Role::Admin,
+                plugins: None,
+                expires_at: None,
+            };
+            let created = auth::create_key(&env.store, &admin, None).expect("admin key");
+            let ring = Arc::new(KeyRing::load(env.store.clone()).expect("key ring"));
+            ring.start();
+            (Some(ring), Some(created.key))
+        } else {
+            (None, None)
+        };
         let registry = env.registry().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -274,7 +302,12 @@ impl TestServer {
             env.store.clone(),
             env.limits.clone(),
         ));
-        let state = Arc::new(AppState::new(service, allowed_origins));
+        let admission = Admission {
+            allowed_origins,
+            keys,
+            metrics_access: MetricsAccess::Open,
+        };
+        let state = Arc::new(AppState::new(service, admission));
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(waygate::http::serve(listener, state.clone(), async {
             let _ = stop_signal.await;
@@ -283,9 +316,23 @@ impl TestServer {
             addr,
             env,
             state,
+            key,
             stop: Some(stop),
             stopped: Some(stopped),
         }
+    }
+
+    /// Makes a key in the server's database, as `waygate keys create` would.
+    pub fn create_key(&self, role: Role, plugins: Option<&[String]>) -> String {
+        let spec = KeySpec {
+            name: "test",
+            role,
+            plugins,
+            expires_at: None,
+        };
+        auth::create_key(&self.env.store, &spec, None)
+            .expect("key")
+            .key
     }
 
     /// Stops the server and waits until it has drained and flushed its history.
@@ -320,10 +367,17 @@ impl TestServer {
         if !has("host") {
             request.push_str(&format!("host: {}\r\n", self.addr));
         }
+        // The admin key, unless the test brings its own credential (an empty one: none).
+        if let Some(key) = &self.key
+            && !has("x-api-key")
+            && !has("authorization")
+        {
+            request.push_str(&format!("x-api-key: {key}\r\n"));
+        }
         if !has("content-type") && body.is_some() {
             request.push_str("content-type: application/json\r\n");
         }
-        for (k, v) in headers {
+        for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         let body = body.unwrap_or("");

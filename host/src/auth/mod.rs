@@ -81,6 +81,21 @@ impl Principal {
         }
     }
 
+    /// Nobody in particular: a request to an open route, which checks no role.
+    pub fn nobody() -> Principal {
+        Principal {
+            key_id: None,
+            name: "unauthenticated".to_owned(),
+            role: Role::Reader,
+            plugins: Some(Arc::from(Vec::new())),
+        }
+    }
+
+    /// The name to record as the caller: the key's, or none without authentication.
+    pub fn caller_id(&self) -> Option<String> {
+        self.key_id.map(|_| self.name.clone())
+    }
+
     /// Whether it may use `plugin`.
     pub fn may_use(&self, plugin: &str) -> bool {
         self.plugins

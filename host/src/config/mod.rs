@@ -21,6 +21,23 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 /// Default log filter.
 pub const DEFAULT_LOG: &str = "info";
 
+/// A value that must never be printed: `Debug` shows it redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
 /// How requests are authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -72,6 +89,8 @@ pub struct Config {
     pub auth: AuthMode,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// The first admin key, from `WAYGATE_ADMIN_KEY`, used only while no admin key exists.
+    pub admin_key: Option<Secret>,
     /// Every limit.
     pub limits: Limits,
 }
@@ -306,6 +325,9 @@ pub fn load(
         log_format,
         auth,
         metrics_access,
+        admin_key: env("WAYGATE_ADMIN_KEY")
+            .filter(|k| !k.is_empty())
+            .map(Secret),
         limits: file.limits,
     })
 }
@@ -425,6 +447,23 @@ mod tests {
 
     /// `configs/waygate.toml` documents every key with its default; loading it must give
     /// exactly the defaults, or the documentation has drifted.
+    #[test]
+    fn the_admin_key_never_shows_in_debug_output() {
+        let config = load(
+            &Overrides::default(),
+            env(&[(
+                "WAYGATE_ADMIN_KEY",
+                "wg_0123456789abcdefghijklmnopqrstuvwxyz",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.admin_key.as_ref().map(Secret::expose),
+            Some("wg_0123456789abcdefghijklmnopqrstuvwxyz")
+        );
+        assert!(!format!("{config:?}").contains("wg_0123"));
+    }
+
     #[test]
     fn auth_can_be_off_only_on_loopback() {
         let config = load(&Overrides::default(), env(&[("WAYGATE_AUTH", "none")])).unwrap();

@@ -135,6 +135,17 @@ impl ApiError {
     }
 }
 
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        match error {
+            crate::auth::AuthError::Forbidden { .. } => ApiError::forbidden(error.to_string()),
+            crate::auth::AuthError::Missing | crate::auth::AuthError::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", error.to_string())
+            }
+        }
+    }
+}
+
 impl From<registry::Error> for ApiError {
     fn from(error: registry::Error) -> Self {
         match error {

@@ -9,6 +9,7 @@
 
 use super::sse::{self, SseSender};
 use super::{ApiError, AppState, Body, empty, json_response};
+use crate::auth::{self, AuthError, Principal};
 use crate::mcp::jsonrpc::{
     self, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, Id, METHOD_NOT_FOUND,
     Message, REQUEST_CANCELLED, RpcError, UNSUPPORTED_VERSION,
@@ -103,17 +104,35 @@ pub(super) fn transport_error(error: &ApiError) -> Response<Body> {
     )
 }
 
+/// A refused credential as a JSON-RPC error; 403 also names the missing scope, as MCP's
+/// authorization spec asks.
+pub(super) fn auth_error(status: StatusCode, error: &AuthError) -> Response<Body> {
+    let mut response = rpc_error(
+        status,
+        None,
+        &RpcError::new(INVALID_REQUEST, error.to_string()),
+    );
+    if status == StatusCode::FORBIDDEN {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="waygate", error="insufficient_scope""#),
+        );
+    }
+    response
+}
+
 /// Handles one request to `/mcp`.
 pub(super) async fn handle(
     state: &Arc<AppState>,
     parts: &Parts,
     body: &Bytes,
     request_id: &str,
+    principal: &Principal,
 ) -> Response<Body> {
     match parts.method {
-        Method::POST => post(state, parts, body, request_id).await,
-        Method::GET => open_session_stream(state, parts),
-        Method::DELETE => end_session(state, parts),
+        Method::POST => post(state, parts, body, request_id, principal).await,
+        Method::GET => open_session_stream(state, parts, principal),
+        Method::DELETE => end_session(state, parts, principal),
         _ => {
             let mut response = rpc_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -136,6 +155,7 @@ async fn post(
     parts: &Parts,
     body: &Bytes,
     request_id: &str,
+    principal: &Principal,
 ) -> Response<Body> {
     let accept = accepts(&parts.headers);
     if accept.neither() {
@@ -164,9 +184,16 @@ async fn post(
         Ok(message) => message,
         Err((id, error)) => return rpc_error(StatusCode::BAD_REQUEST, id.as_ref(), &error),
     };
+    if let Message::Request { method, .. } = &message
+        && let Err(error) = auth::require(principal, auth::mcp_method_role(method))
+    {
+        return auth_error(StatusCode::FORBIDDEN, &error);
+    }
     let context = RequestContext {
         request_id: request_id.to_owned(),
-        ..RequestContext::default()
+        caller_id: principal.caller_id(),
+        plugins: principal.plugins.clone(),
+        progress: None,
     };
     let meta_version = message
         .params()
@@ -182,11 +209,14 @@ async fn post(
     let stateless = meta_version.is_some()
         || (session_header.is_none() && version_header.is_some() && !session_era_header);
     if message.method() == Some("initialize") {
-        initialize(state, &message, accept)
+        initialize(state, &message, accept, principal)
     } else if stateless {
         stateless_request(state, parts, message, accept, &context).await
     } else if let Some(session_id) = session_header {
-        session_request(state, parts, session_id, message, accept, &context).await
+        session_request(
+            state, parts, session_id, message, accept, &context, principal,
+        )
+        .await
     } else {
         let id = request_id_of(&message);
         rpc_error(
@@ -245,7 +275,12 @@ fn with_session(mut response: Response<Body>, session: &Session) -> Response<Bod
     response
 }
 
-fn initialize(state: &AppState, message: &Message, accept: Accepts) -> Response<Body> {
+fn initialize(
+    state: &AppState,
+    message: &Message,
+    accept: Accepts,
+    principal: &Principal,
+) -> Response<Body> {
     let Message::Request { id, params, .. } = message else {
         return rpc_error(
             StatusCode::BAD_REQUEST,
@@ -255,7 +290,7 @@ fn initialize(state: &AppState, message: &Message, accept: Accepts) -> Response<
     };
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     let (version, result) = state.mcp.initialize(requested);
-    match state.mcp.sessions.create(version) {
+    match state.mcp.sessions.create(version, principal.key_id) {
         Ok(session) => {
             tracing::debug!(session = %session.id, version, "MCP session opened");
             with_session(
@@ -280,8 +315,16 @@ fn find_session(
     state: &AppState,
     session_id: &str,
     id: Option<&Id>,
+    principal: &Principal,
 ) -> Result<Arc<Session>, Box<Response<Body>>> {
-    state.mcp.sessions.get(session_id).ok_or_else(|| {
+    // A session belongs to the key that opened it: another key's request finds nothing,
+    // so a leaked session id is no use without the key.
+    let found = state
+        .mcp
+        .sessions
+        .get(session_id)
+        .filter(|session| session.owner == principal.key_id);
+    found.ok_or_else(|| {
         Box::new(rpc_error(
             StatusCode::NOT_FOUND,
             id,
@@ -300,8 +343,9 @@ async fn session_request(
     message: Message,
     accept: Accepts,
     context: &RequestContext,
+    principal: &Principal,
 ) -> Response<Body> {
-    let session = match find_session(state, session_id, request_id_of(&message)) {
+    let session = match find_session(state, session_id, request_id_of(&message), principal) {
         Ok(session) => session,
         Err(response) => return *response,
     };
@@ -826,7 +870,11 @@ async fn turns_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// `GET /mcp` in the session era: the session's stream of server notifications.
-fn open_session_stream(state: &Arc<AppState>, parts: &Parts) -> Response<Body> {
+fn open_session_stream(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    principal: &Principal,
+) -> Response<Body> {
     let takes_events = parts
         .headers
         .get(header::ACCEPT)
@@ -842,7 +890,7 @@ fn open_session_stream(state: &Arc<AppState>, parts: &Parts) -> Response<Body> {
     let Some(session_id) = header(parts, SESSION_HEADER) else {
         return without_session(parts);
     };
-    let session = match find_session(state, session_id, None) {
+    let session = match find_session(state, session_id, None, principal) {
         Ok(session) => session,
         Err(response) => return *response,
     };
@@ -916,11 +964,16 @@ fn without_session(parts: &Parts) -> Response<Body> {
 }
 
 /// `DELETE /mcp`: ends the session.
-fn end_session(state: &AppState, parts: &Parts) -> Response<Body> {
+fn end_session(state: &AppState, parts: &Parts, principal: &Principal) -> Response<Body> {
     let Some(session_id) = header(parts, SESSION_HEADER) else {
         return without_session(parts);
     };
-    if state.mcp.sessions.end(session_id) {
+    let owned = state
+        .mcp
+        .sessions
+        .get(session_id)
+        .is_some_and(|session| session.owner == principal.key_id);
+    if owned && state.mcp.sessions.end(session_id) {
         tracing::debug!(session = session_id, "MCP session ended by the client");
         empty(StatusCode::OK)
     } else {

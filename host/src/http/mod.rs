@@ -15,7 +15,8 @@ mod sse;
 pub use error::ApiError;
 pub use rest::ROUTES;
 
-use crate::config::Limits;
+use crate::auth::{self, Access, AuthError, KeyRing, Principal, Role};
+use crate::config::{Limits, MetricsAccess};
 use crate::mcp::McpServer;
 use crate::service::Service;
 use http_body_util::{BodyExt, Either, Full};
@@ -55,21 +56,68 @@ pub struct AppState {
     shutting_down: watch::Sender<bool>,
     /// One permit per open notification stream: [`Limits::mcp_streams`].
     streams: Arc<Semaphore>,
+    /// The keys requests are checked against; `None` when authentication is off.
+    keys: Option<Arc<KeyRing>>,
+    /// Who may read `/metrics`.
+    metrics_access: MetricsAccess,
+}
+
+/// How the HTTP edge admits requests.
+#[derive(Clone)]
+pub struct Admission {
+    /// Browser origins allowed besides loopback ones.
+    pub allowed_origins: Vec<String>,
+    /// The keys requests are checked against; `None` turns authentication off.
+    pub keys: Option<Arc<KeyRing>>,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppState {
-    /// State for a server over `service`.
-    pub fn new(service: Arc<Service>, allowed_origins: Vec<String>) -> Self {
+    /// State for a server over `service`, admitting requests as `admission` says.
+    pub fn new(service: Arc<Service>, admission: Admission) -> Self {
         let streams = Arc::new(Semaphore::new(service.limits.mcp_streams as usize));
         Self {
             mcp: McpServer::new(service.clone()),
             service,
-            allowed_origins,
+            allowed_origins: admission.allowed_origins,
+            keys: admission.keys,
+            metrics_access: admission.metrics_access,
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: watch::channel(false).0,
             streams,
         }
+    }
+
+    /// The principal a request acts as, if the route lets it in: open routes let anyone in,
+    /// others need a key with the route's role (`/mcp`: any key; each method is checked in
+    /// the transport).
+    fn authorize(
+        &self,
+        parts: &hyper::http::request::Parts,
+        endpoint: Option<&'static str>,
+    ) -> Result<Principal, AuthError> {
+        let Some(keys) = &self.keys else {
+            return Ok(Principal::anonymous());
+        };
+        let access = match endpoint {
+            Some("/mcp") => Access::Role(Role::Reader),
+            Some(template) => auth::route_access(template, parts.method.as_str()),
+            // No such route: the 404 needs no credential.
+            None => Access::Open,
+        };
+        let needed = match (access, self.metrics_access) {
+            (Access::Open, _) | (Access::Metrics, MetricsAccess::Open) => {
+                return Ok(Principal::nobody());
+            }
+            (Access::Metrics, MetricsAccess::Keyed) => Role::Reader,
+            (Access::Role(role), _) => role,
+        };
+        let key = credential(&parts.headers).ok_or(AuthError::Missing)?;
+        let principal = keys.authenticate(key)?;
+        auth::require(&principal, needed)?;
+        Ok(principal)
     }
 
     /// A permit for one more long-lived notification stream, if any is left.
@@ -250,17 +298,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             error_response(state, &ApiError::forbidden(message), &request_id)
         }
     } else {
-        match read_body(state, body).await {
-            Ok(body) if endpoint == Some("/mcp") => {
-                mcp::handle(state, &parts, &body, &request_id).await
-            }
-            Ok(body) => match rest::route(state, &parts, &body, &request_id).await {
-                Ok(response) => response,
-                Err(error) => error_response(state, &error, &request_id),
-            },
-            Err(error) if endpoint == Some("/mcp") => mcp::transport_error(&error),
-            Err(error) => error_response(state, &error, &request_id),
-        }
+        dispatch(state, &parts, body, endpoint, &request_id).await
     };
 
     let headers = response.headers_mut();
@@ -285,6 +323,61 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
         started.elapsed(),
     );
     response
+}
+
+/// Authenticates, reads the body, and routes to `/mcp` or the REST handlers. The credential
+/// is checked before the body is read, so an unauthenticated client costs no body reading.
+async fn dispatch(
+    state: &Arc<AppState>,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+    endpoint: Option<&'static str>,
+    request_id: &str,
+) -> Response<Body> {
+    let is_mcp = endpoint == Some("/mcp");
+    let principal = match state.authorize(parts, endpoint) {
+        Ok(principal) => principal,
+        Err(error) => {
+            let status = match error {
+                AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+                AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            };
+            let mut response = if is_mcp {
+                mcp::auth_error(status, &error)
+            } else {
+                error_response(state, &ApiError::from(error), request_id)
+            };
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(WWW_AUTHENTICATE),
+                );
+            }
+            return response;
+        }
+    };
+    match read_body(state, body).await {
+        Ok(body) if is_mcp => mcp::handle(state, parts, &body, request_id, &principal).await,
+        Ok(body) => match rest::route(state, parts, &body, request_id, &principal).await {
+            Ok(response) => response,
+            Err(error) => error_response(state, &error, request_id),
+        },
+        Err(error) if is_mcp => mcp::transport_error(&error),
+        Err(error) => error_response(state, &error, request_id),
+    }
+}
+
+/// The challenge on every 401: a bearer credential (an API key) is what is asked for.
+const WWW_AUTHENTICATE: &str = r#"Bearer realm="waygate""#;
+
+/// The credential a request presents: `X-API-Key`, else `Authorization: Bearer`.
+fn credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key") {
+        return key.to_str().ok();
+    }
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Reads the whole body within [`BODY_READ_TIMEOUT`] and [`Limits::max_body_bytes`].

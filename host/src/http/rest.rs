@@ -5,6 +5,7 @@
 
 use super::query::{self, Page};
 use super::{ApiError, AppState, Body, bytes_response, diagnostics, json_response, now_rfc3339};
+use crate::auth::Principal;
 use crate::mcp::content_json;
 use crate::registry::LoadedPlugin;
 use crate::runtime::{CallError, CallOptions, Content, Limit, ToolResult};
@@ -66,6 +67,7 @@ pub(super) async fn route(
     parts: &Parts,
     body: &Bytes,
     request_id: &str,
+    principal: &Principal,
 ) -> Answer {
     let path = parts.uri.path();
     let Some(template) = template(path) else {
@@ -84,10 +86,10 @@ pub(super) async fn route(
         )),
         ("/plugins", &Method::GET) => list_plugins(state, parts),
         ("/plugins/{name}", &Method::GET) => plugin_info(state, &path["/plugins/".len()..]),
-        ("/mcp/commands", &Method::GET) => ok(&commands(state)),
+        ("/mcp/commands", &Method::GET) => ok(&commands(state, principal)),
         ("/mcp/commands/history", &Method::GET) => history(state, parts).await,
         ("/mcp/status", &Method::GET) => ok(&status(state)),
-        ("/mcp/execute", &Method::POST) => execute(state, body, request_id).await,
+        ("/mcp/execute", &Method::POST) => execute(state, body, request_id, principal).await,
         ("/diagnostics/connection", &Method::GET) => ok(&diagnostics::connection(state)),
         ("/diagnostics/performance", &Method::GET) => ok(&diagnostics::performance(state)),
         ("/diagnostics/errors", &Method::GET) => {
@@ -293,10 +295,11 @@ fn plugin_info(state: &AppState, name: &str) -> Answer {
     }
 }
 
-fn commands(state: &AppState) -> Value {
+fn commands(state: &AppState, principal: &Principal) -> Value {
     let registry = state.service.registry();
     let commands: Vec<Value> = registry
         .tools()
+        .filter(|(plugin, _)| principal.may_use(&plugin.manifest.name))
         .map(|(plugin, entry)| {
             json!({
                 "name": entry.qualified_name,
@@ -364,7 +367,12 @@ fn empty_object() -> Value {
     json!({})
 }
 
-async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
+async fn execute(
+    state: &AppState,
+    body: &Bytes,
+    request_id: &str,
+    principal: &Principal,
+) -> Answer {
     let request: ExecuteRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_request(format!("invalid command: {e}")))?;
     if !request.params.is_object() {
@@ -379,6 +387,7 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
     }
     let options = CallOptions {
         request_id: request_id.to_owned(),
+        caller_id: principal.caller_id(),
         timeout: Some(Duration::from_secs(
             request.timeout.unwrap_or(DEFAULT_EXECUTE_TIMEOUT_SECS),
         )),
@@ -386,7 +395,13 @@ async fn execute(state: &AppState, body: &Bytes, request_id: &str) -> Answer {
     };
     let outcome = state
         .service
-        .call_tool(&request.action, &request.params, options, Source::Rest)
+        .call_tool(
+            &request.action,
+            &request.params,
+            options,
+            Source::Rest,
+            principal.plugins.as_deref(),
+        )
         .await;
     let duration_ms = outcome.duration.as_millis() as u64;
     let answer = |status: StatusCode, label: &str, result: Value, error: Value| {

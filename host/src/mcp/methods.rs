@@ -103,9 +103,16 @@ fn internal(context: &RequestContext, cause: &dyn std::fmt::Display) -> RpcError
 }
 
 impl McpServer {
-    pub(super) fn list_tools(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    pub(super) fn list_tools(
+        &self,
+        params: &Map<String, Value>,
+        context: &RequestContext,
+    ) -> Result<Value, RpcError> {
         let registry = self.service.registry();
-        let tools = registry.tools().map(|(_, entry)| {
+        let visible = registry
+            .tools()
+            .filter(|(plugin, _)| context.allows(&plugin.manifest.name));
+        let tools = visible.map(|(_, entry)| {
             let tool = &entry.tool;
             let mut item = json!({
                 "name": entry.qualified_name,
@@ -160,7 +167,13 @@ impl McpServer {
         };
         let outcome = self
             .service
-            .call_tool(name, arguments, options(context), Source::Mcp)
+            .call_tool(
+                name,
+                arguments,
+                options(context),
+                Source::Mcp,
+                context.plugins.as_deref(),
+            )
             .await;
         match outcome.result {
             Ok(Ok(result)) => {
@@ -211,7 +224,10 @@ impl McpServer {
     ) -> Vec<(Arc<LoadedPlugin>, runtime::Resource)> {
         let registry = self.service.registry();
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, plugin) in registry.plugins().enumerate() {
+        let visible = registry
+            .plugins()
+            .filter(|plugin| context.allows(&plugin.manifest.name));
+        for (index, plugin) in visible.enumerate() {
             let plugin = plugin.clone();
             let runtime = self.service.runtime.clone();
             let options = options(context);
@@ -272,6 +288,7 @@ impl McpServer {
         let registry = self.service.registry();
         if let Some((scheme, _)) = uri.split_once("://")
             && let Some(plugin) = registry.plugin(scheme)
+            && context.allows(scheme)
         {
             return Some(plugin.clone());
         }
@@ -336,9 +353,16 @@ impl McpServer {
         }
     }
 
-    pub(super) fn list_prompts(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
+    pub(super) fn list_prompts(
+        &self,
+        params: &Map<String, Value>,
+        context: &RequestContext,
+    ) -> Result<Value, RpcError> {
         let registry = self.service.registry();
-        let prompts = registry.prompts().map(|(_, name, prompt)| {
+        let visible = registry
+            .prompts()
+            .filter(|(plugin, _, _)| context.allows(&plugin.manifest.name));
+        let prompts = visible.map(|(_, name, prompt)| {
             let mut item = json!({ "name": name });
             if let Some(title) = &prompt.title {
                 item["title"] = json!(title);
@@ -372,6 +396,7 @@ impl McpServer {
         let registry = self.service.registry();
         let (plugin, prompt) = registry
             .prompt(name)
+            .filter(|(plugin, _)| context.allows(&plugin.manifest.name))
             .ok_or_else(|| RpcError::invalid_params(format!("unknown prompt: {name}")))?;
         let mut arguments = Vec::new();
         match params.get("arguments") {

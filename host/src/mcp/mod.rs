@@ -61,6 +61,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// The authenticated caller, when there is one.
     pub caller_id: Option<String>,
+    /// The plugins the caller may see and use, when its key is limited to some.
+    pub plugins: Option<Arc<[String]>>,
     /// Where the plugin's progress reports go, when the client asked for progress.
     pub progress: Option<crate::runtime::ProgressSink>,
 }
@@ -105,6 +107,15 @@ impl ListChange {
 
 /// Changes buffered per listening stream; a stream that falls further behind skips ahead.
 const CHANGE_BUFFER: usize = 64;
+
+impl RequestContext {
+    /// Whether the caller may see and use `plugin`.
+    pub fn allows(&self, plugin: &str) -> bool {
+        self.plugins
+            .as_ref()
+            .is_none_or(|plugins| plugins.iter().any(|p| p == plugin))
+    }
+}
 
 /// The MCP server: method dispatch over the shared [`Service`].
 pub struct McpServer {
@@ -204,7 +215,7 @@ impl McpServer {
         let (result, cache_ttl_ms) = match method {
             "server/discover" if stateless => (self.discover(), Some(DISCOVER_TTL_MS)),
             "ping" if !stateless => (json!({}), None),
-            "tools/list" => (self.list_tools(params)?, Some(LIST_TTL_MS)),
+            "tools/list" => (self.list_tools(params, context)?, Some(LIST_TTL_MS)),
             "tools/call" => (self.call_tool(era, params, context).await?, None),
             "resources/list" => (self.list_resources(params, context).await?, Some(0)),
             "resources/templates/list" => {
@@ -212,7 +223,7 @@ impl McpServer {
                 (json!({ "resourceTemplates": [] }), Some(LIST_TTL_MS))
             }
             "resources/read" => (self.read_resource(era, params, context).await?, Some(0)),
-            "prompts/list" => (self.list_prompts(params)?, Some(LIST_TTL_MS)),
+            "prompts/list" => (self.list_prompts(params, context)?, Some(LIST_TTL_MS)),
             "prompts/get" => (self.get_prompt(params, context).await?, None),
             _ => {
                 return Err(RpcError::new(
@@ -221,8 +232,14 @@ impl McpServer {
                 ));
             }
         };
+        // A key limited to some plugins sees lists made for it alone.
+        let scope = if context.plugins.is_some() {
+            "private"
+        } else {
+            "public"
+        };
         Ok(if stateless {
-            complete(result, cache_ttl_ms)
+            complete(result, cache_ttl_ms, scope)
         } else {
             result
         })
@@ -245,7 +262,7 @@ const LIST_TTL_MS: u64 = 60_000;
 
 /// A 2026-07-28 result: `resultType`, the server's identity, and the caching hints of list
 /// and read results.
-fn complete(mut result: Value, cache_ttl_ms: Option<u64>) -> Value {
+fn complete(mut result: Value, cache_ttl_ms: Option<u64>, cache_scope: &str) -> Value {
     if let Value::Object(fields) = &mut result {
         fields.insert("resultType".into(), json!("complete"));
         fields.insert(
@@ -254,8 +271,7 @@ fn complete(mut result: Value, cache_ttl_ms: Option<u64>) -> Value {
         );
         if let Some(ttl) = cache_ttl_ms {
             fields.insert("ttlMs".into(), json!(ttl));
-            // Nothing listed depends on who asks, so shared caches may keep it.
-            fields.insert("cacheScope".into(), json!("public"));
+            fields.insert("cacheScope".into(), json!(cache_scope));
         }
     }
     result

@@ -32,6 +32,8 @@ pub struct Session {
     pub id: String,
     /// The protocol version agreed at `initialize`.
     pub version: &'static str,
+    /// The API key that opened it; only that key may use it.
+    pub owner: Option<i64>,
     last_seen: Mutex<Instant>,
     /// Requests running now, by JSON-RPC id: sending on (or dropping) the sender cancels.
     in_flight: Mutex<HashMap<Id, oneshot::Sender<()>>>,
@@ -163,12 +165,16 @@ impl Sessions {
         });
     }
 
-    /// Opens a session speaking `version`.
+    /// Opens a session speaking `version`, owned by key `owner`.
     ///
     /// # Errors
     ///
     /// [`SessionError::Full`] when the cap is reached even after dropping expired sessions.
-    pub fn create(&self, version: &'static str) -> Result<Arc<Session>, SessionError> {
+    pub fn create(
+        &self,
+        version: &'static str,
+        owner: Option<i64>,
+    ) -> Result<Arc<Session>, SessionError> {
         let mut bytes = [0u8; 16];
         self.random
             .fill(&mut bytes)
@@ -185,6 +191,7 @@ impl Sessions {
         let session = Arc::new(Session {
             id: id.clone(),
             version,
+            owner,
             last_seen: Mutex::new(Instant::now()),
             in_flight: Mutex::new(HashMap::new()),
             ended: watch::channel(false).0,
@@ -243,12 +250,12 @@ mod tests {
     #[test]
     fn sessions_expire_end_and_are_capped() {
         let sessions = Sessions::new(2, Duration::from_millis(50));
-        let a = sessions.create("2025-11-25").unwrap();
+        let a = sessions.create("2025-11-25", None).unwrap();
         assert_eq!(a.id.len(), 32);
-        let b = sessions.create("2025-11-25").unwrap();
+        let b = sessions.create("2025-11-25", None).unwrap();
         assert_ne!(a.id, b.id);
         assert_eq!(
-            sessions.create("2025-11-25").err(),
+            sessions.create("2025-11-25", None).err(),
             Some(SessionError::Full(2))
         );
         assert!(sessions.end(&b.id));
@@ -256,16 +263,16 @@ mod tests {
         assert!(sessions.get(&b.id).is_none());
         std::thread::sleep(Duration::from_millis(60));
         assert!(sessions.get(&a.id).is_none(), "idle too long");
-        sessions.create("2025-11-25").unwrap();
+        sessions.create("2025-11-25", None).unwrap();
     }
 
     #[test]
     fn a_session_in_use_does_not_expire() {
         let sessions = Sessions::new(4, Duration::from_millis(30));
-        let streaming = sessions.create("2025-11-25").unwrap();
+        let streaming = sessions.create("2025-11-25", None).unwrap();
         let stream = streaming.open_stream().expect("first stream");
         assert!(streaming.open_stream().is_none(), "one stream per session");
-        let calling = sessions.create("2025-11-25").unwrap();
+        let calling = sessions.create("2025-11-25", None).unwrap();
         let request = calling.start_request(&Id::Num(1)).unwrap();
         assert!(
             calling.start_request(&Id::Num(1)).is_none(),
@@ -283,7 +290,7 @@ mod tests {
     #[test]
     fn cancel_reaches_the_running_request_only() {
         let sessions = Sessions::new(4, Duration::from_secs(60));
-        let session = sessions.create("2025-11-25").unwrap();
+        let session = sessions.create("2025-11-25", None).unwrap();
         let mut first = session.start_request(&Id::Num(1)).unwrap();
         let _second = session.start_request(&Id::Num(2)).unwrap();
         assert!(!session.cancel(&Id::Num(3)), "unknown ids are ignored");
