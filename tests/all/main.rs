@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. They need the plugins built first
 //! (`cargo xtask test` does that; `cargo xtask plugins` on its own works too).
 
+mod auth;
 mod cache;
 mod capabilities;
 mod http;

@@ -1,53 +1,9 @@
 //! The database under the real binary: a corrupt file stops start-up with a clear message,
 //! and `kill -9` in the middle of writes leaves a database that opens and checks clean.
 
-use crate::support::fixture;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use crate::support::{ADMIN_KEY, spawn_binary};
+use std::process::Command;
 use std::time::Duration;
-
-/// The admin key the binary is started with.
-const ADMIN_KEY: &str = "wg_StoreTestAdminKey0123456789abcdefghijklmn";
-
-/// Starts `waygate serve` on an ephemeral port over `data` with the hostile fixture as
-/// its only plugin; returns the process and its address once it listens.
-fn start(data: &std::path::Path) -> (Child, String) {
-    let plugins = data.join("plugins");
-    let package = plugins.join("hostile");
-    std::fs::create_dir_all(&package).unwrap();
-    std::fs::copy(fixture("hostile"), package.join("plugin.wasm")).unwrap();
-    std::fs::write(
-        package.join("plugin.toml"),
-        "name = \"hostile\"\nversion = \"0.1.0\"\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_waygate"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--log", "info"])
-        .env("WAYGATE_ADMIN_KEY", ADMIN_KEY)
-        .arg("--plugins")
-        .arg(&plugins)
-        .arg("--data")
-        .arg(data)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start waygate");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("waygate exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("\"bind\":\"").nth(1)
-            && line.contains("waygate listening")
-        {
-            break rest.split('"').next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
 
 #[test]
 fn a_corrupt_database_stops_start_up_with_a_clear_message() {
@@ -71,7 +27,8 @@ fn a_corrupt_database_stops_start_up_with_a_clear_message() {
 #[test]
 fn kill_9_during_writes_leaves_a_sound_database() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(data.path());
+    let mut server = spawn_binary(data.path(), &[]);
+    let addr = server.addr.clone();
     // Clients keep calling while the server is killed under them.
     let writers: Vec<_> = (0..4)
         .map(|_| {
@@ -96,8 +53,8 @@ fn kill_9_during_writes_leaves_a_sound_database() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().unwrap();
     for writer in writers {
         writer.join().unwrap();
     }
@@ -112,7 +69,5 @@ fn kill_9_during_writes_leaves_a_sound_database() {
     assert!(rows > 0, "batches written before the kill survive");
     drop(db);
     // And the server starts again on it.
-    let (mut again, _) = start(data.path());
-    again.kill().unwrap();
-    again.wait().unwrap();
+    drop(spawn_binary(data.path(), &[]));
 }

@@ -150,6 +150,8 @@ pub struct TestServer {
     pub state: Arc<AppState>,
     /// The admin key requests carry by default; `None` when authentication is off.
     pub key: Option<String>,
+    /// The server's key ring, reloaded after the test changes keys in-process.
+    pub keys: Option<Arc<KeyRing>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
@@ -304,7 +306,7 @@ impl TestServer {
         ));
         let admission = Admission {
             allowed_origins,
-            keys,
+            keys: keys.clone(),
             metrics_access: MetricsAccess::Open,
         };
         let state = Arc::new(AppState::new(service, admission));
@@ -317,6 +319,7 @@ impl TestServer {
             env,
             state,
             key,
+            keys,
             stop: Some(stop),
             stopped: Some(stopped),
         }
@@ -330,9 +333,18 @@ impl TestServer {
             plugins,
             expires_at: None,
         };
-        auth::create_key(&self.env.store, &spec, None)
+        let key = auth::create_key(&self.env.store, &spec, None)
             .expect("key")
-            .key
+            .key;
+        self.reload_keys();
+        key
+    }
+
+    /// Makes the server see key changes the test made through its own connection.
+    pub fn reload_keys(&self) {
+        if let Some(keys) = &self.keys {
+            keys.reload().expect("reload keys");
+        }
     }
 
     /// Stops the server and waits until it has drained and flushed its history.
@@ -466,4 +478,130 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// The admin key [`spawn_binary`] starts the binary with (`WAYGATE_ADMIN_KEY`).
+pub const ADMIN_KEY: &str = "wg_TestAdminKeyFromTheEnvironment0123456789";
+
+/// The real `waygate` binary, serving; killed when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: String,
+    /// Every log line it wrote so far.
+    pub log: Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `waygate serve` on an ephemeral port over `data`, with the hostile fixture as its
+/// only plugin, debug logs, and `env` added; returns once it listens.
+pub fn spawn_binary(data: &Path, env: &[(&str, &str)]) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let plugins = data.join("plugins");
+    let package = plugins.join("hostile");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::copy(fixture("hostile"), package.join("plugin.wasm")).unwrap();
+    std::fs::write(
+        package.join("plugin.toml"),
+        "name = \"hostile\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log", "debug"])
+        .env("WAYGATE_ADMIN_KEY", ADMIN_KEY)
+        .envs(env.iter().copied())
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start waygate");
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let stdout = child.stdout.take().unwrap();
+    let stdout_log = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut log = stdout_log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("waygate exited before listening")
+            .unwrap();
+        log.lock().unwrap().push_str(&line);
+        if let Some(rest) = line.split("\"bind\":\"").nth(1)
+            && line.contains("waygate listening")
+        {
+            break rest.split('"').next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log, so the server never blocks on a full pipe.
+    let stderr_log = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut log = stderr_log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    Binary { child, addr, log }
+}
+
+/// Runs `waygate keys ARGS --data DATA` and returns its standard output; fails unless it
+/// succeeds.
+pub fn keys_cli(data: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+        .arg("keys")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run waygate keys");
+    assert!(
+        output.status.success(),
+        "waygate keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// One blocking HTTP/1.1 request to `addr` with `headers`; returns the status and body.
+pub fn blocking_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
 }

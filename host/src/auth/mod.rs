@@ -261,13 +261,30 @@ impl KeyRing {
     /// [`crate::store::Error`]; the keys in memory then stay as they were.
     pub fn refresh(&self) -> Result<(), crate::store::Error> {
         let version = self.store.data_version()?;
-        let mut seen = self
+        if *self
             .seen_version
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *seen == Some(version) {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == Some(version)
+        {
             return Ok(());
         }
+        self.reload()?;
+        *self
+            .seen_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(version);
+        Ok(())
+    }
+
+    /// Reloads the keys now. Changes made through this process's own connection do not
+    /// move the data version [`KeyRing::refresh`] watches, so whoever makes them here
+    /// reloads.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::store::Error`]; the keys in memory then stay as they were.
+    pub fn reload(&self) -> Result<(), crate::store::Error> {
         let loaded: HashMap<[u8; 32], KeyEntry> = self
             .store
             .keys()?
@@ -279,7 +296,6 @@ impl KeyRing {
             .keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
-        *seen = Some(version);
         Ok(())
     }
 

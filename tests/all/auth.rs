@@ -1,0 +1,429 @@
+//! Access control on a real server: which role reaches which route and MCP method, keys
+//! that are missing, unknown, revoked, expired or rotated, plugin allow-lists, sessions
+//! bound to their key, the keys CLI against a running server, and no key material in any
+//! output.
+
+use crate::support::{
+    ADMIN_KEY, HttpResponse, TestEnv, TestServer, blocking_request, keys_cli, spawn_binary,
+};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use waygate::auth::{self, KeySpec, Role};
+
+async fn examples() -> TestServer {
+    let env = TestEnv::new();
+    env.add_examples();
+    TestServer::start(env).await
+}
+
+fn stateless(id: u64, method: &str, mut params: Value) -> String {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+/// A stateless MCP request with `key` as a bearer token.
+async fn mcp(server: &TestServer, key: &str, method: &str, params: Value) -> HttpResponse {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let bearer = format!("Bearer {key}");
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+        ("mcp-name", name.as_str()),
+    ];
+    server
+        .send(
+            "POST",
+            "/mcp",
+            &headers,
+            Some(&stateless(1, method, params)),
+        )
+        .await
+}
+
+async fn rest(server: &TestServer, key: &str, method: &str, path: &str) -> u16 {
+    let body = (method == "POST").then_some(r#"{"action":"echo__echo","params":{"message":"x"}}"#);
+    server
+        .send(method, path, &[("x-api-key", key)], body)
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn each_role_reaches_exactly_its_routes_and_methods() {
+    let server = examples().await;
+    let reader = server.create_key(Role::Reader, None);
+    let caller = server.create_key(Role::Caller, None);
+    let admin = server.key.clone().unwrap();
+
+    // (method, path, lowest role that may)
+    let routes = [
+        ("GET", "/plugins", Role::Reader),
+        ("GET", "/plugins/echo", Role::Reader),
+        ("GET", "/mcp/status", Role::Reader),
+        ("GET", "/mcp/commands", Role::Reader),
+        ("GET", "/diagnostics/performance", Role::Reader),
+        ("GET", "/diagnostics/errors", Role::Reader),
+        ("POST", "/mcp/execute", Role::Caller),
+        ("GET", "/mcp/commands/history", Role::Admin),
+    ];
+    for (method, path, lowest) in routes {
+        for (role, key) in [
+            (Role::Reader, &reader),
+            (Role::Caller, &caller),
+            (Role::Admin, &admin),
+        ] {
+            let status = rest(&server, key, method, path).await;
+            let expected = if role >= lowest { 200 } else { 403 };
+            assert_eq!(status, expected, "{role:?} {method} {path}");
+        }
+    }
+    for path in ["/", "/health", "/ready", "/metrics", "/openapi.json"] {
+        assert_eq!(rest(&server, "", "GET", path).await, 200, "{path} is open");
+    }
+
+    let methods = [
+        ("tools/list", json!({}), Role::Reader),
+        ("resources/list", json!({}), Role::Reader),
+        ("prompts/list", json!({}), Role::Reader),
+        ("server/discover", json!({}), Role::Reader),
+        (
+            "tools/call",
+            json!({"name": "echo__echo", "arguments": {"message": "x"}}),
+            Role::Caller,
+        ),
+        (
+            "prompts/get",
+            json!({"name": "notes__summarize_notes"}),
+            Role::Caller,
+        ),
+    ];
+    for (method, params, lowest) in methods {
+        for (role, key) in [(Role::Reader, &reader), (Role::Caller, &caller)] {
+            let response = mcp(&server, key, method, params.clone()).await;
+            if role >= lowest {
+                assert_eq!(response.status, 200, "{role:?} {method}: {}", response.body);
+            } else {
+                assert_eq!(response.status, 403, "{role:?} {method}");
+                assert!(
+                    response
+                        .header("www-authenticate")
+                        .unwrap()
+                        .contains("insufficient_scope")
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn missing_unknown_revoked_and_expired_keys_get_the_same_401() {
+    let server = examples().await;
+    let revoked = server.create_key(Role::Admin, None);
+    let expired = auth::create_key(
+        &server.env.store,
+        &KeySpec {
+            name: "old",
+            role: Role::Admin,
+            plugins: None,
+            expires_at: Some(std::time::SystemTime::now() - Duration::from_secs(1)),
+        },
+        None,
+    )
+    .unwrap()
+    .key;
+    let revoked_id = server
+        .env
+        .store
+        .keys()
+        .unwrap()
+        .into_iter()
+        .find(|k| revoked.starts_with(&k.prefix) && k.name == "test")
+        .unwrap()
+        .id;
+    server.env.store.revoke_key(revoked_id).unwrap();
+    server.reload_keys();
+
+    let missing = server
+        .send("GET", "/plugins", &[("x-api-key", "")], None)
+        .await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.json()["error"]["code"], "UNAUTHORIZED");
+    assert_eq!(
+        missing.header("www-authenticate"),
+        Some(r#"Bearer realm="waygate""#)
+    );
+    let mut messages = Vec::new();
+    for key in [
+        "wg_doesnotexist0000000000000000000000000000",
+        revoked.as_str(),
+        expired.as_str(),
+    ] {
+        let r = server
+            .send("GET", "/plugins", &[("x-api-key", key)], None)
+            .await;
+        assert_eq!(r.status, 401, "{}", &key[..9]);
+        messages.push(r.json()["error"]["message"].clone());
+        let r = mcp(&server, key, "tools/list", json!({})).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"]["code"], -32600);
+        assert!(r.header("www-authenticate").is_some());
+    }
+    assert!(
+        messages.windows(2).all(|w| w[0] == w[1]),
+        "one answer for all: {messages:?}"
+    );
+    // Bearer works as well as X-API-Key.
+    let admin = server.key.clone().unwrap();
+    let bearer = format!("bearer {admin}");
+    let ok = server
+        .send("GET", "/plugins", &[("authorization", &bearer)], None)
+        .await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn a_key_limited_to_plugins_sees_and_uses_only_those() {
+    let server = examples().await;
+    let key = server.create_key(Role::Caller, Some(&["echo".to_owned()]));
+    let listed = mcp(&server, &key, "tools/list", json!({})).await.json();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo__echo", "echo__test"]);
+    assert_eq!(listed["result"]["cacheScope"], "private");
+    let prompts = mcp(&server, &key, "prompts/list", json!({})).await.json();
+    assert_eq!(prompts["result"]["prompts"], json!([]));
+    let hidden = mcp(
+        &server,
+        &key,
+        "tools/call",
+        json!({"name": "notes__list_notes"}),
+    )
+    .await
+    .json();
+    assert_eq!(hidden["error"]["code"], -32602, "{hidden}");
+    let r = server
+        .send(
+            "POST",
+            "/mcp/execute",
+            &[("x-api-key", &key)],
+            Some(r#"{"action":"notes__list_notes"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = server
+        .send(
+            "POST",
+            "/mcp/execute",
+            &[("x-api-key", &key)],
+            Some(r#"{"action":"echo","params":{"message":"hi"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_the_key_that_opened_it() {
+    let server = examples().await;
+    let other = server.create_key(Role::Admin, None);
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let opened = server
+        .send("POST", "/mcp", &[], Some(&init.to_string()))
+        .await;
+    let session = opened.header("mcp-session-id").unwrap().to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
+    let own = server
+        .send("POST", "/mcp", &[("mcp-session-id", &session)], Some(&list))
+        .await;
+    assert_eq!(own.status, 200);
+    let stolen = server
+        .send(
+            "POST",
+            "/mcp",
+            &[("mcp-session-id", &session), ("x-api-key", &other)],
+            Some(&list),
+        )
+        .await;
+    assert_eq!(stolen.status, 404, "another key cannot use the session");
+    let deleted = server
+        .send(
+            "DELETE",
+            "/mcp",
+            &[("mcp-session-id", &session), ("x-api-key", &other)],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 404, "nor end it");
+}
+
+/// Polls until `check` holds, for at most two refresh intervals and then some.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_keys_cli_changes_a_running_server_at_once_and_no_key_leaks() {
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[]);
+    let call = |key: &str| {
+        blocking_request(
+            &server.addr,
+            "POST",
+            "/mcp/execute",
+            &[("x-api-key", key)],
+            r#"{"action":"hostile__ok","params":{"secret":"none"}}"#,
+        )
+        .0
+    };
+    assert_eq!(call(ADMIN_KEY), 200, "the key from WAYGATE_ADMIN_KEY works");
+
+    let created: Value = serde_json::from_str(&keys_cli(
+        data.path(),
+        &[
+            "create",
+            "--name",
+            "ci",
+            "--role",
+            "caller",
+            "--expires-in",
+            "30d",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("wg_") && key.len() >= 35);
+    let started = Instant::now();
+    eventually("a created key working", || call(&key) == 200);
+    eprintln!("created key worked after {:?}", started.elapsed());
+
+    let rotated: Value = serde_json::from_str(&keys_cli(
+        data.path(),
+        &["rotate", "ci", "--grace", "2s", "--json"],
+    ))
+    .unwrap();
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    eventually("the rotated key working", || call(&new_key) == 200);
+    assert_eq!(call(&key), 200, "the old key works during the grace period");
+    eventually("the grace period ending", || call(&key) == 401);
+    assert_eq!(call(&new_key), 200);
+
+    keys_cli(data.path(), &["revoke", "ci"]);
+    let started = Instant::now();
+    eventually("a revoked key stopping", || call(&new_key) == 401);
+    eprintln!("revoked key stopped after {:?}", started.elapsed());
+    assert_eq!(call("wg_not_a_key"), 401);
+
+    let listing = keys_cli(data.path(), &["list", "--json"]);
+    let listed: Value = serde_json::from_str(&listing).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["status"] == "revoked")
+    );
+    let table = keys_cli(data.path(), &["list"]);
+
+    // Let the batched writes (history, last use) land, then look everywhere.
+    std::thread::sleep(Duration::from_millis(5500));
+    let last_used =
+        serde_json::from_str::<Value>(&keys_cli(data.path(), &["list", "--json"])).unwrap();
+    assert!(
+        last_used
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["last_used"].is_string()),
+        "uses are recorded"
+    );
+    let (_, history) = blocking_request(
+        &server.addr,
+        "GET",
+        "/mcp/commands/history?limit=100",
+        &[("x-api-key", ADMIN_KEY)],
+        "",
+    );
+    let (_, errors) = blocking_request(
+        &server.addr,
+        "GET",
+        "/diagnostics/errors?limit=1000",
+        &[("x-api-key", ADMIN_KEY)],
+        "",
+    );
+    let (_, plugins) = blocking_request(
+        &server.addr,
+        "GET",
+        "/plugins",
+        &[("x-api-key", ADMIN_KEY)],
+        "",
+    );
+    let log = server.log.lock().unwrap().clone();
+    let hashes: Vec<String> = [ADMIN_KEY, key.as_str(), new_key.as_str()]
+        .iter()
+        .map(|k| auth::keys::digest_hex(k))
+        .collect();
+    let outputs = [
+        ("log", &log),
+        ("history", &history),
+        ("errors", &errors),
+        ("plugins", &plugins),
+        ("keys list", &listing),
+        ("keys table", &table),
+    ];
+    for (what, text) in outputs {
+        for secret in [ADMIN_KEY, key.as_str(), new_key.as_str(), "wg_not_a_key"] {
+            assert!(!text.contains(secret), "{what} shows a key");
+            // The random part alone, in case something trims the prefix.
+            assert!(
+                !text.contains(&secret[3..]),
+                "{what} shows a key's random part"
+            );
+        }
+        for hash in &hashes {
+            assert!(!text.contains(hash.as_str()), "{what} shows a key's hash");
+        }
+    }
+    assert!(
+        history.contains("\"client_id\":\"ci\""),
+        "the history names the key: {history}"
+    );
+}
+
+#[tokio::test]
+async fn without_auth_everyone_is_let_in() {
+    let env = TestEnv::new();
+    env.add_examples();
+    let server = TestServer::start_without_auth(env).await;
+    let r = server
+        .send(
+            "POST",
+            "/mcp/execute",
+            &[],
+            Some(r#"{"action":"echo","params":{"message":"x"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = server.send("GET", "/mcp/commands/history", &[], None).await;
+    assert_eq!(r.status, 200);
+}
