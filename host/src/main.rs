@@ -243,6 +243,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         allowed_origins: config.allowed_origins.clone(),
         keys,
         metrics_access: config.metrics_access,
+        rate_limits: config.rate_limits,
     };
     let state = Arc::new(AppState::new(service, admission));
     http::serve(listener, state, shutdown_signal()).await;

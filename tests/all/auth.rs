@@ -427,3 +427,91 @@ async fn without_auth_everyone_is_let_in() {
     let r = server.send("GET", "/mcp/commands/history", &[], None).await;
     assert_eq!(r.status, 200);
 }
+
+fn header_u64(response: &HttpResponse, name: &str) -> u64 {
+    response
+        .header(name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rate_limits_count_per_client_and_group_with_the_spec_headers() {
+    let env = TestEnv::new();
+    env.add_examples();
+    let limits = waygate::config::RateLimitConfig {
+        enabled: true,
+        execute: 3,
+        health: 2,
+        metrics: 100,
+        default: 50,
+    };
+    let server = TestServer::start_with_rate_limits(env, limits).await;
+    let execute = r#"{"action":"echo","params":{"message":"x"}}"#;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    for expected_remaining in [2, 1, 0] {
+        let r = server
+            .send("POST", "/mcp/execute", &[], Some(execute))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(header_u64(&r, "x-ratelimit-limit"), 3);
+        assert_eq!(header_u64(&r, "x-ratelimit-remaining"), expected_remaining);
+        let reset = header_u64(&r, "x-ratelimit-reset");
+        let full_in = (3 - expected_remaining) * 20;
+        assert!(
+            (now() + full_in - 2..=now() + full_in + 1).contains(&reset),
+            "reset {reset} vs now {} + {full_in}",
+            now()
+        );
+    }
+    let refused = server
+        .send("POST", "/mcp/execute", &[], Some(execute))
+        .await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"]["code"], "RATE_LIMITED");
+    assert_eq!(header_u64(&refused, "x-ratelimit-remaining"), 0);
+    let retry_after = header_u64(&refused, "retry-after");
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+
+    // MCP tools/call draws on the same bucket; other methods on the default one.
+    let admin = server.key.clone().unwrap();
+    let call = mcp(
+        &server,
+        &admin,
+        "tools/call",
+        json!({"name": "echo__echo", "arguments": {"message": "x"}}),
+    )
+    .await;
+    assert_eq!(call.status, 429);
+    assert_eq!(call.json()["error"]["code"], -32600);
+    assert!(call.header("retry-after").is_some());
+    let list = mcp(&server, &admin, "tools/list", json!({})).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(header_u64(&list, "x-ratelimit-limit"), 50);
+
+    // Another key has its own bucket.
+    let other = server.create_key(Role::Caller, None);
+    let r = server
+        .send(
+            "POST",
+            "/mcp/execute",
+            &[("x-api-key", &other)],
+            Some(execute),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    // Open routes count by address.
+    for expected in [200, 200, 429] {
+        let r = server
+            .send("GET", "/health", &[("x-api-key", "")], None)
+            .await;
+        assert_eq!(r.status, expected);
+    }
+}

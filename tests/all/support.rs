@@ -9,7 +9,16 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waygate::auth::{self, KeyRing, KeySpec, Role};
 use waygate::config::Limits;
-use waygate::config::MetricsAccess;
+use waygate::config::{MetricsAccess, RateLimitConfig};
+
+/// Rate limits off.
+const RATE_LIMITS_OFF: RateLimitConfig = RateLimitConfig {
+    enabled: false,
+    execute: 100,
+    health: 1000,
+    metrics: 100,
+    default: 500,
+};
 use waygate::http::{Admission, AppState};
 use waygate::registry::Registry;
 use waygate::runtime::{CallOptions, Runtime};
@@ -270,15 +279,26 @@ impl TestServer {
     }
 
     pub async fn start_with_origins(env: TestEnv, allowed_origins: Vec<String>) -> Self {
-        Self::start_with(env, allowed_origins, true).await
+        Self::start_with(env, allowed_origins, true, RATE_LIMITS_OFF).await
     }
 
     /// A server with authentication off (`auth.mode = none`).
     pub async fn start_without_auth(env: TestEnv) -> Self {
-        Self::start_with(env, Vec::new(), false).await
+        Self::start_with(env, Vec::new(), false, RATE_LIMITS_OFF).await
     }
 
-    async fn start_with(env: TestEnv, allowed_origins: Vec<String>, auth_on: bool) -> Self {
+    /// A server with rate limits on. (The others run without, as a benchmark would: the
+    /// suites send more requests per minute than the defaults allow one key.)
+    pub async fn start_with_rate_limits(env: TestEnv, rate_limits: RateLimitConfig) -> Self {
+        Self::start_with(env, Vec::new(), true, rate_limits).await
+    }
+
+    async fn start_with(
+        env: TestEnv,
+        allowed_origins: Vec<String>,
+        auth_on: bool,
+        rate_limits: RateLimitConfig,
+    ) -> Self {
         let (keys, key) = if auth_on {
             let admin = KeySpec {
                 name: "test-admin",
@@ -308,6 +328,7 @@ impl TestServer {
             allowed_origins,
             keys: keys.clone(),
             metrics_access: MetricsAccess::Open,
+            rate_limits,
         };
         let state = Arc::new(AppState::new(service, admission));
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();

@@ -57,6 +57,35 @@ pub enum MetricsAccess {
     Keyed,
 }
 
+/// Per-client rate limits, requests per minute by endpoint group (API spec, section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Whether requests are limited at all; off behind a gateway that limits, and for
+    /// benchmarks. Env `WAYGATE_RATE_LIMITS` (`on`/`off`).
+    pub enabled: bool,
+    /// `/mcp/execute` and MCP `tools/call`.
+    pub execute: u32,
+    /// `/health`.
+    pub health: u32,
+    /// `/metrics`.
+    pub metrics: u32,
+    /// Every other route and MCP method.
+    pub default: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            execute: 100,
+            health: 1000,
+            metrics: 100,
+            default: 500,
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +120,8 @@ pub struct Config {
     pub metrics_access: MetricsAccess,
     /// The first admin key, from `WAYGATE_ADMIN_KEY`, used only while no admin key exists.
     pub admin_key: Option<Secret>,
+    /// Per-client rate limits.
+    pub rate_limits: RateLimitConfig,
     /// Every limit.
     pub limits: Limits,
 }
@@ -150,6 +181,7 @@ struct FileConfig {
     paths: PathsSection,
     log: LogSection,
     auth: AuthSection,
+    rate_limits: RateLimitConfig,
     limits: Limits,
 }
 
@@ -315,6 +347,35 @@ pub fn load(
                     .to_owned(),
         });
     }
+    let mut rate_limits = file.rate_limits;
+    if let Some(switch) = env("WAYGATE_RATE_LIMITS") {
+        rate_limits.enabled = match switch.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "rate_limits.enabled (WAYGATE_RATE_LIMITS)".to_owned(),
+                    value: switch,
+                    allowed: "on or off".to_owned(),
+                });
+            }
+        };
+    }
+    let per_minute = [
+        ("execute", rate_limits.execute),
+        ("health", rate_limits.health),
+        ("metrics", rate_limits.metrics),
+        ("default", rate_limits.default),
+    ];
+    if let Some((key, _)) = per_minute.iter().find(|(_, n)| *n == 0) {
+        return Err(ConfigError::Invalid {
+            key: format!("rate_limits.{key}"),
+            value: "0".to_owned(),
+            allowed:
+                "at least 1 request per minute (turn limiting off with rate_limits.enabled = false)"
+                    .to_owned(),
+        });
+    }
     Ok(Config {
         bind,
         allowed_origins,
@@ -325,6 +386,7 @@ pub fn load(
         log_format,
         auth,
         metrics_access,
+        rate_limits,
         admin_key: env("WAYGATE_ADMIN_KEY")
             .filter(|k| !k.is_empty())
             .map(Secret),

@@ -54,6 +54,15 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
+    /// 429 `RATE_LIMITED`.
+    pub fn rate_limited(per_minute: u32) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("rate limit of {per_minute} requests per minute reached; see Retry-After"),
+        )
+    }
+
     /// 503 `SERVICE_UNAVAILABLE`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(

@@ -7,6 +7,7 @@
 //! Limits: [`crate::config::Limits::mcp_streams`], one stream per session, a bounded
 //! progress queue per call ([`PROGRESS_BUFFER`]).
 
+use super::rate::{Client, Group, Verdict};
 use super::sse::{self, SseSender};
 use super::{ApiError, AppState, Body, empty, json_response};
 use crate::auth::{self, AuthError, Principal};
@@ -104,6 +105,21 @@ pub(super) fn transport_error(error: &ApiError) -> Response<Body> {
     )
 }
 
+/// A request over its rate limit, as a JSON-RPC error (429).
+pub(super) fn rate_limited(verdict: &Verdict) -> Response<Body> {
+    rpc_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        &RpcError::new(
+            INVALID_REQUEST,
+            format!(
+                "rate limit of {} requests per minute reached; see Retry-After",
+                verdict.limit
+            ),
+        ),
+    )
+}
+
 /// A refused credential as a JSON-RPC error; 403 also names the missing scope, as MCP's
 /// authorization spec asks.
 pub(super) fn auth_error(status: StatusCode, error: &AuthError) -> Response<Body> {
@@ -128,9 +144,10 @@ pub(super) async fn handle(
     body: &Bytes,
     request_id: &str,
     principal: &Principal,
+    client: Client,
 ) -> Response<Body> {
     match parts.method {
-        Method::POST => post(state, parts, body, request_id, principal).await,
+        Method::POST => post(state, parts, body, request_id, principal, client).await,
         Method::GET => open_session_stream(state, parts, principal),
         Method::DELETE => end_session(state, parts, principal),
         _ => {
@@ -156,6 +173,7 @@ async fn post(
     body: &Bytes,
     request_id: &str,
     principal: &Principal,
+    client: Client,
 ) -> Response<Body> {
     let accept = accepts(&parts.headers);
     if accept.neither() {
@@ -189,6 +207,31 @@ async fn post(
     {
         return auth_error(StatusCode::FORBIDDEN, &error);
     }
+    let group = message
+        .method()
+        .map_or(Group::Default, Group::of_mcp_method);
+    let verdict = state.rate_check(group, client);
+    if let Some(verdict) = verdict.as_ref().filter(|v| !v.allowed) {
+        let mut response = rate_limited(verdict);
+        verdict.headers(response.headers_mut());
+        return response;
+    }
+    let mut response = answer_post(state, parts, message, accept, request_id, principal).await;
+    if let Some(verdict) = verdict {
+        verdict.headers(response.headers_mut());
+    }
+    response
+}
+
+/// Answers a parsed, authorized POST in its era.
+async fn answer_post(
+    state: &Arc<AppState>,
+    parts: &Parts,
+    message: Message,
+    accept: Accepts,
+    request_id: &str,
+    principal: &Principal,
+) -> Response<Body> {
     let context = RequestContext {
         request_id: request_id.to_owned(),
         caller_id: principal.caller_id(),

@@ -9,6 +9,7 @@ mod diagnostics;
 mod error;
 mod mcp;
 mod query;
+mod rate;
 mod rest;
 mod sse;
 
@@ -16,7 +17,7 @@ pub use error::ApiError;
 pub use rest::ROUTES;
 
 use crate::auth::{self, Access, AuthError, KeyRing, Principal, Role};
-use crate::config::{Limits, MetricsAccess};
+use crate::config::{Limits, MetricsAccess, RateLimitConfig};
 use crate::mcp::McpServer;
 use crate::service::Service;
 use http_body_util::{BodyExt, Either, Full};
@@ -24,6 +25,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rate::{Client, Group, RateLimits};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,8 @@ pub struct AppState {
     keys: Option<Arc<KeyRing>>,
     /// Who may read `/metrics`.
     metrics_access: MetricsAccess,
+    /// Per-client rate limits; `None` when off.
+    rate: Option<RateLimits>,
 }
 
 /// How the HTTP edge admits requests.
@@ -71,6 +75,8 @@ pub struct Admission {
     pub keys: Option<Arc<KeyRing>>,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// Per-client rate limits.
+    pub rate_limits: RateLimitConfig,
 }
 
 impl AppState {
@@ -83,6 +89,7 @@ impl AppState {
             allowed_origins: admission.allowed_origins,
             keys: admission.keys,
             metrics_access: admission.metrics_access,
+            rate: RateLimits::new(&admission.rate_limits),
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: watch::channel(false).0,
@@ -118,6 +125,11 @@ impl AppState {
         let principal = keys.authenticate(key)?;
         auth::require(&principal, needed)?;
         Ok(principal)
+    }
+
+    /// Takes one request from `client`'s bucket in `group`; `None` when limiting is off.
+    fn rate_check(&self, group: Group, client: Client) -> Option<rate::Verdict> {
+        self.rate.as_ref().map(|rate| rate.check(group, client))
     }
 
     /// A permit for one more long-lived notification stream, if any is left.
@@ -205,6 +217,19 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    // Clients whose buckets have refilled are forgotten, so idle clients cost nothing.
+    let sweeper = state.rate.is_some().then(|| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RATE_SWEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                if let Some(rate) = &state.rate {
+                    rate.sweep();
+                }
+            }
+        })
+    });
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -213,7 +238,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -231,7 +256,7 @@ pub async fn serve(
         let service_state = state.clone();
         let service = hyper::service::service_fn(move |request| {
             let state = service_state.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&state, request).await) }
+            async move { Ok::<_, std::convert::Infallible>(handle(&state, request, peer.ip()).await) }
         });
         // A client gets HEADER_READ_TIMEOUT to send each request's headers; a silent or
         // trickling connection is closed instead of holding one of the connection permits.
@@ -262,10 +287,20 @@ pub async fn serve(
             "shutdown grace period over; dropping open connections"
         );
     }
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     state.service.history.close().await;
 }
 
-async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<Body> {
+/// How often the rate limiters forget clients whose buckets are full again.
+const RATE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+async fn handle(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = state.next_request_id();
     let (parts, body) = request.into_parts();
@@ -298,7 +333,7 @@ async fn handle(state: &Arc<AppState>, request: Request<Incoming>) -> Response<B
             error_response(state, &ApiError::forbidden(message), &request_id)
         }
     } else {
-        dispatch(state, &parts, body, endpoint, &request_id).await
+        dispatch(state, &parts, body, endpoint, &request_id, peer).await
     };
 
     let headers = response.headers_mut();
@@ -333,6 +368,7 @@ async fn dispatch(
     body: Incoming,
     endpoint: Option<&'static str>,
     request_id: &str,
+    peer: std::net::IpAddr,
 ) -> Response<Body> {
     let is_mcp = endpoint == Some("/mcp");
     let principal = match state.authorize(parts, endpoint) {
@@ -356,15 +392,37 @@ async fn dispatch(
             return response;
         }
     };
-    match read_body(state, body).await {
-        Ok(body) if is_mcp => mcp::handle(state, parts, &body, request_id, &principal).await,
+    let client = Client::of(principal.key_id, peer);
+    // A POST to /mcp is counted once its method is known (tools/call counts as an execute).
+    let verdict = if is_mcp && parts.method == Method::POST {
+        None
+    } else {
+        state.rate_check(Group::of_route(endpoint.unwrap_or("")), client.clone())
+    };
+    if let Some(verdict) = verdict.as_ref().filter(|v| !v.allowed) {
+        let mut response = if is_mcp {
+            mcp::rate_limited(verdict)
+        } else {
+            error_response(state, &ApiError::rate_limited(verdict.limit), request_id)
+        };
+        verdict.headers(response.headers_mut());
+        return response;
+    }
+    let mut response = match read_body(state, body).await {
+        Ok(body) if is_mcp => {
+            mcp::handle(state, parts, &body, request_id, &principal, client).await
+        }
         Ok(body) => match rest::route(state, parts, &body, request_id, &principal).await {
             Ok(response) => response,
             Err(error) => error_response(state, &error, request_id),
         },
         Err(error) if is_mcp => mcp::transport_error(&error),
         Err(error) => error_response(state, &error, request_id),
+    };
+    if let Some(verdict) = verdict {
+        verdict.headers(response.headers_mut());
     }
+    response
 }
 
 /// The challenge on every 401: a bearer credential (an API key) is what is asked for.
