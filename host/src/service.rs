@@ -34,6 +34,16 @@ pub struct Service {
     /// Recent errors for `/diagnostics/errors`.
     pub errors: ErrorLog,
     stats: RwLock<HashMap<String, Arc<PluginStats>>>,
+    /// One permit per tool call in progress: [`Limits::max_inflight_calls`].
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+/// A tool call refused before it started: [`Limits::max_inflight_calls`] are in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("server busy: {limit} tool calls in progress (limits.max_inflight_calls); retry shortly")]
+pub struct Busy {
+    /// The limit in force.
+    pub limit: u32,
 }
 
 /// Calls of one plugin since the server started.
@@ -100,6 +110,9 @@ impl Service {
         limits: Limits,
     ) -> Self {
         let history = HistoryWriter::start(store.clone(), limits.command_history_rows);
+        let inflight = Arc::new(tokio::sync::Semaphore::new(
+            limits.max_inflight_calls as usize,
+        ));
         Self {
             runtime,
             registry: RwLock::new(Arc::new(registry)),
@@ -110,6 +123,7 @@ impl Service {
             metrics: Metrics::new(),
             errors: ErrorLog::default(),
             stats: RwLock::new(HashMap::new()),
+            inflight,
         }
     }
 
@@ -153,7 +167,15 @@ impl Service {
         options: CallOptions,
         source: Source,
         allowed: Option<&[String]>,
-    ) -> CallOutcome {
+    ) -> Result<CallOutcome, Busy> {
+        // Refused at once rather than queued: waiting is bounded by this many calls.
+        let _permit = self
+            .inflight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Busy {
+                limit: self.limits.max_inflight_calls,
+            })?;
         let started = Instant::now();
         let registry = self.registry();
         let resolved = registry
@@ -164,13 +186,13 @@ impl Service {
             .as_ref()
             .is_some_and(|(plugin, _)| allowed.is_some_and(|a| !a.contains(plugin)));
         if forbidden {
-            return CallOutcome {
+            return Ok(CallOutcome {
                 result: Err(registry::Error::UnknownTool {
                     tool: name.to_owned(),
                 }),
                 tool: None,
                 duration: started.elapsed(),
-            };
+            });
         }
         // Every attempt is history, an unknown or ambiguous name included; a call whose
         // client goes away is recorded by the guard as `cancelled`.
@@ -213,7 +235,7 @@ impl Service {
             outcome.status(),
             runtime::truncate(result_summary(&outcome), MAX_RECORDED_BYTES),
         );
-        outcome
+        Ok(outcome)
     }
 }
 

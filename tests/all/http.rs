@@ -358,3 +358,52 @@ async fn an_oversized_body_is_refused_with_413() {
         (413, Some("INVALID_REQUEST"))
     );
 }
+
+#[tokio::test]
+async fn calls_past_the_in_flight_cap_are_refused_at_once_with_retry_after() {
+    let env = TestEnv::with_limits(waygate::config::Limits {
+        max_inflight_calls: 1,
+        ..crate::support::test_limits()
+    });
+    env.add(
+        "hostile",
+        &fixture("hostile"),
+        "[limits]\ntimeout_ms = 3000",
+    );
+    let server = TestServer::start(env).await;
+    let sleeping = server.post("/mcp/execute", r#"{"action":"sleep"}"#);
+    let refused = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let r = server
+            .send("POST", "/mcp/execute", &[], Some(r#"{"action":"ok"}"#))
+            .await;
+        (r, started.elapsed())
+    };
+    let ((status, _), (refused, waited)) = tokio::join!(sleeping, refused);
+    assert_eq!(status, 408, "the sleeper runs out its own time");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "SERVICE_UNAVAILABLE");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "refused, not queued: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_overlong_request_heads_get_431() {
+    let server = server().await;
+    let many: Vec<(String, String)> = (0..150)
+        .map(|n| (format!("x-h{n}"), "v".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = server.send("GET", "/health", &many, None).await;
+    assert_eq!(r.status, 431);
+    let long = "v".repeat(100 * 1024);
+    let r = server
+        .send("GET", "/health", &[("x-long", &long)], None)
+        .await;
+    assert_eq!(r.status, 431);
+    assert_eq!(server.get("/health").await.0, 200, "still serving");
+}

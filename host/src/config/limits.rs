@@ -46,6 +46,12 @@ pub const DEFAULT_MCP_SESSION_IDLE_MS: u64 = 30 * 60 * 1000;
 /// Default cap on open MCP notification streams (`GET /mcp`, `subscriptions/listen`), well
 /// under [`DEFAULT_MAX_CONNECTIONS`] so streams cannot take every connection.
 pub const DEFAULT_MCP_STREAMS: u32 = 256;
+/// Default cap on tool calls in progress at once across all plugins (running, or waiting
+/// for a plugin's or the pool's slot); one more is refused with 503 and `Retry-After`.
+pub const DEFAULT_MAX_INFLIGHT_CALLS: u32 = 512;
+/// Largest request head (request line and headers) in bytes; larger gets 431. (More than
+/// 100 header lines get 431 too: hyper's own limit, kept as it is.)
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
 /// Default number of rows `command_history` keeps; older rows are pruned.
 pub const DEFAULT_COMMAND_HISTORY_ROWS: u64 = 100_000;
 /// Default cap on open connections.
@@ -74,6 +80,10 @@ pub struct Limits {
     /// Open MCP sessions (process scope); `initialize` beyond it gets 503.
     /// Config `limits.mcp_sessions`, default [`DEFAULT_MCP_SESSIONS`].
     pub mcp_sessions: u32,
+    /// Tool calls in progress at once (process scope), running or waiting for a slot; one
+    /// more is refused at once with 503 and `Retry-After`, never queued.
+    /// Config `limits.max_inflight_calls`, default [`DEFAULT_MAX_INFLIGHT_CALLS`].
+    pub max_inflight_calls: u32,
     /// Open MCP notification streams (process scope); one more gets 503.
     /// Config `limits.mcp_streams`, default [`DEFAULT_MCP_STREAMS`].
     pub mcp_streams: u32,
@@ -97,6 +107,7 @@ impl Default for Limits {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             mcp_sessions: DEFAULT_MCP_SESSIONS,
             mcp_streams: DEFAULT_MCP_STREAMS,
+            max_inflight_calls: DEFAULT_MAX_INFLIGHT_CALLS,
             mcp_session_idle_ms: DEFAULT_MCP_SESSION_IDLE_MS,
             command_history_rows: DEFAULT_COMMAND_HISTORY_ROWS,
             plugin: PluginLimits::default(),
@@ -240,6 +251,7 @@ mod tests {
         assert_eq!(limits.mcp_sessions, 10_000);
         assert_eq!(limits.mcp_session_idle_ms, 1_800_000);
         assert_eq!(limits.mcp_streams, 256);
+        assert_eq!(limits.max_inflight_calls, 512);
         assert_eq!(limits.command_history_rows, 100_000);
         assert_eq!(limits.plugin.memory_mib, 64);
         assert_eq!(limits.plugin.fuel, 10_000_000_000);

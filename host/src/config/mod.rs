@@ -417,6 +417,7 @@ fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
         ("max_body_bytes", limits.max_body_bytes),
         ("mcp_sessions", u64::from(limits.mcp_sessions)),
         ("mcp_streams", u64::from(limits.mcp_streams)),
+        ("max_inflight_calls", u64::from(limits.max_inflight_calls)),
         ("mcp_session_idle_ms", limits.mcp_session_idle_ms),
         ("command_history_rows", limits.command_history_rows),
     ];

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub details: Value,
     /// The `Allow` header of a 405.
     pub allow: Option<String>,
+    /// The `Retry-After` header, in seconds.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -46,7 +48,15 @@ impl ApiError {
             message: message.into(),
             details: Value::Null,
             allow: None,
+            retry_after: None,
         }
+    }
+
+    /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`: refused for load, not queued.
+    pub fn busy(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut error = Self::unavailable(message);
+        error.retry_after = Some(retry_after);
+        error
     }
 
     /// 403 `FORBIDDEN`.

@@ -16,8 +16,8 @@ use crate::mcp::jsonrpc::{
     Message, REQUEST_CANCELLED, RpcError, UNSUPPORTED_VERSION,
 };
 use crate::mcp::{
-    Era, InFlight, ListChange, MODERN_VERSION, RequestContext, SESSION_VERSIONS, Session, meta,
-    supported_versions,
+    BUSY_RETRY_AFTER_SECS, Era, InFlight, ListChange, MODERN_VERSION, RETRY_AFTER_KEY,
+    RequestContext, SESSION_VERSIONS, Session, meta, supported_versions,
 };
 use http_body_util::Either;
 use hyper::body::Bytes;
@@ -716,6 +716,20 @@ async fn respond(
         // 2026-07-28 answers an unknown method with 404, so clients can tell eras apart.
         Err(error) if error.code == METHOD_NOT_FOUND && era == Era::Stateless => {
             rpc_error(StatusCode::NOT_FOUND, Some(&id), &error)
+        }
+        // Too busy to start the call: 503 and when to come back, as for REST.
+        Err(error)
+            if error
+                .data
+                .as_ref()
+                .is_some_and(|d| d.get(RETRY_AFTER_KEY).is_some()) =>
+        {
+            let mut response = rpc_error(StatusCode::SERVICE_UNAVAILABLE, Some(&id), &error);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+            );
+            response
         }
         Err(error) => answer(accept, StatusCode::OK, jsonrpc::error(Some(&id), &error)),
     }

@@ -17,6 +17,7 @@ pub use error::ApiError;
 pub use rest::ROUTES;
 
 use crate::auth::{self, Access, AuthError, KeyRing, Principal, Role};
+use crate::config::limits::MAX_REQUEST_HEAD_BYTES;
 use crate::config::{Limits, MetricsAccess, RateLimitConfig};
 use crate::mcp::McpServer;
 use crate::service::Service;
@@ -263,6 +264,9 @@ pub async fn serve(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // More than 100 header lines (hyper's default, kept: raising it moves the
+            // header array to the heap) or a head over this size get 431.
+            .max_header_size(MAX_REQUEST_HEAD_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         let connection_state = state.clone();
@@ -540,6 +544,11 @@ fn error_response(state: &AppState, error: &ApiError, request_id: &str) -> Respo
         && let Ok(value) = HeaderValue::from_str(allow)
     {
         response.headers_mut().insert(header::ALLOW, value);
+    }
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -402,7 +402,8 @@ async fn execute(
             Source::Rest,
             principal.plugins.as_deref(),
         )
-        .await;
+        .await
+        .map_err(|busy| ApiError::busy(busy.to_string(), crate::mcp::BUSY_RETRY_AFTER_SECS))?;
     let duration_ms = outcome.duration.as_millis() as u64;
     let answer = |status: StatusCode, label: &str, result: Value, error: Value| {
         Ok(json_response(

@@ -15,6 +15,12 @@ use crate::service::Source;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
+/// Key of a JSON-RPC error's `data` telling the transport to answer 503 with this
+/// `Retry-After`: the server is too busy to start the call.
+pub const RETRY_AFTER_KEY: &str = "retryAfterSeconds";
+/// Seconds a refused call is told to wait.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
 /// Items per page of a list result.
 const PAGE_SIZE: usize = 100;
 
@@ -174,7 +180,11 @@ impl McpServer {
                 Source::Mcp,
                 context.plugins.as_deref(),
             )
-            .await;
+            .await
+            .map_err(|busy| {
+                RpcError::new(INTERNAL_ERROR, busy.to_string())
+                    .with_data(json!({ (RETRY_AFTER_KEY): BUSY_RETRY_AFTER_SECS }))
+            })?;
         match outcome.result {
             Ok(Ok(result)) => {
                 let mut answer = json!({

@@ -9,7 +9,7 @@ pub mod jsonrpc;
 mod methods;
 mod session;
 
-pub use methods::content_json;
+pub use methods::{BUSY_RETRY_AFTER_SECS, RETRY_AFTER_KEY, content_json};
 pub use session::{InFlight, Session, SessionError, Sessions, StreamSlot};
 
 use crate::service::Service;
