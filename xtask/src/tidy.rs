@@ -1,5 +1,6 @@
 //! Repository checks that run as a test: every Rust source file opens with a `//!` header
-//! saying what it owns, and no `dbg!` or `inherit_*` grant slips into the host.
+//! saying what it owns, no `dbg!` or `inherit_*` grant slips into the host, and every
+//! integration test `docs/security.md` names as proof exists.
 
 use std::path::{Path, PathBuf};
 
@@ -34,11 +35,33 @@ pub fn check(root: &Path) -> Result<(), Vec<String>> {
             }
         }
     }
+    problems.extend(missing_cited_tests(root));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
     }
+}
+
+/// The `` `module::test` `` citations of `docs/security.md` whose module is a file of
+/// `tests/all/` but which has no such test function.
+fn missing_cited_tests(root: &Path) -> Vec<String> {
+    let doc = std::fs::read_to_string(root.join("docs/security.md")).unwrap_or_default();
+    let mut missing = Vec::new();
+    for cited in doc.split('`').skip(1).step_by(2) {
+        let Some((module, test)) = cited.split_once("::") else {
+            continue;
+        };
+        let file = root.join("tests/all").join(format!("{module}.rs"));
+        let Ok(source) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let plain = test.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if plain && !source.contains(&format!("fn {test}(")) {
+            missing.push(format!("docs/security.md cites {cited}, which does not exist"));
+        }
+    }
+    missing
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
