@@ -207,6 +207,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(config.cache_dir.clone()),
         store.clone(),
     )?);
+    // Checked before the plugins load, so a bad certificate fails at once.
+    let tls = match &config.tls {
+        Some(files) => {
+            Some(http::tls_acceptor(&files.cert, &files.key).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     let keys = match config.auth {
         AuthMode::ApiKey => {
             ensure_admin_key(&config, &store)?;
@@ -228,6 +235,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     tracing::info!(
         bind = %listener.local_addr()?,
+        https = tls.is_some(),
         plugins = registry.plugins().count(),
         failed = registry.failures().len(),
         plugins_dir = %config.plugins_dir.display(),
@@ -244,6 +252,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         keys,
         metrics_access: config.metrics_access,
         rate_limits: config.rate_limits,
+        tls,
     };
     let state = Arc::new(AppState::new(service, admission));
     http::serve(listener, state, shutdown_signal()).await;

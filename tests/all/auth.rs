@@ -515,3 +515,46 @@ async fn rate_limits_count_per_client_and_group_with_the_spec_headers() {
         assert_eq!(r.status, expected);
     }
 }
+
+#[test]
+fn https_serves_with_the_configured_certificate() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = data.path().join("cert.pem");
+    let key_path = data.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+    let server = spawn_binary(
+        data.path(),
+        &[
+            ("WAYGATE_TLS_CERT", cert_path.to_str().unwrap()),
+            ("WAYGATE_TLS_KEY", key_path.to_str().unwrap()),
+        ],
+    );
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(&server.addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let request = format!(
+        "GET /plugins HTTP/1.1\r\nhost: localhost\r\nx-api-key: {ADMIN_KEY}\r\nconnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("hostile"));
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let (status, _) = blocking_request(&server.addr, "GET", "/health", &[], "");
+    assert_eq!(status, 0);
+}

@@ -329,6 +329,7 @@ impl TestServer {
             keys: keys.clone(),
             metrics_access: MetricsAccess::Open,
             rate_limits,
+            tls: None,
         };
         let state = Arc::new(AppState::new(service, admission));
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();

@@ -58,7 +58,9 @@ fn missing_cited_tests(root: &Path) -> Vec<String> {
         };
         let plain = test.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if plain && !source.contains(&format!("fn {test}(")) {
-            missing.push(format!("docs/security.md cites {cited}, which does not exist"));
+            missing.push(format!(
+                "docs/security.md cites {cited}, which does not exist"
+            ));
         }
     }
     missing

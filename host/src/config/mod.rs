@@ -57,6 +57,15 @@ pub enum MetricsAccess {
     Keyed,
 }
 
+/// The files of a TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's own first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// Per-client rate limits, requests per minute by endpoint group (API spec, section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -101,6 +110,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address the server listens on.
     pub bind: SocketAddr,
+    /// HTTPS: a PEM certificate chain and its private key; plain HTTP without.
+    pub tls: Option<TlsFiles>,
     /// Browser origins allowed to call `/mcp` besides loopback ones (`http://localhost:3000`).
     /// A request whose `Origin` is neither gets 403: DNS-rebinding protection.
     pub allowed_origins: Vec<String>,
@@ -197,6 +208,8 @@ struct AuthSection {
 struct ServerSection {
     bind: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,8 +389,32 @@ pub fn load(
                     .to_owned(),
         });
     }
+    let tls_cert = env("WAYGATE_TLS_CERT")
+        .map(PathBuf::from)
+        .or(file.server.tls_cert);
+    let tls_key = env("WAYGATE_TLS_KEY")
+        .map(PathBuf::from)
+        .or(file.server.tls_key);
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (cert, _) => {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_cert and server.tls_key (WAYGATE_TLS_CERT, WAYGATE_TLS_KEY)"
+                    .to_owned(),
+                value: if cert.is_some() {
+                    "a certificate without a key"
+                } else {
+                    "a key without a certificate"
+                }
+                .to_owned(),
+                allowed: "both, for HTTPS, or neither, for plain HTTP".to_owned(),
+            });
+        }
+    };
     Ok(Config {
         bind,
+        tls,
         allowed_origins,
         plugins_dir,
         data_dir,
@@ -525,6 +562,26 @@ mod tests {
             Some("wg_0123456789abcdefghijklmnopqrstuvwxyz")
         );
         assert!(!format!("{config:?}").contains("wg_0123"));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let err = load(
+            &Overrides::default(),
+            env(&[("WAYGATE_TLS_CERT", "/c.pem")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls_key"), "{err}");
+        let config = load(
+            &Overrides::default(),
+            env(&[
+                ("WAYGATE_TLS_CERT", "/c.pem"),
+                ("WAYGATE_TLS_KEY", "/k.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.tls.unwrap().key, PathBuf::from("/k.pem"));
     }
 
     #[test]

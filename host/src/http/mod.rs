@@ -12,6 +12,9 @@ mod query;
 mod rate;
 mod rest;
 mod sse;
+mod tls;
+
+pub use tls::acceptor as tls_acceptor;
 
 pub use error::ApiError;
 pub use rest::ROUTES;
@@ -65,6 +68,8 @@ pub struct AppState {
     metrics_access: MetricsAccess,
     /// Per-client rate limits; `None` when off.
     rate: Option<RateLimits>,
+    /// HTTPS; plain HTTP when `None`.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// How the HTTP edge admits requests.
@@ -78,6 +83,8 @@ pub struct Admission {
     pub metrics_access: MetricsAccess,
     /// Per-client rate limits.
     pub rate_limits: RateLimitConfig,
+    /// HTTPS; plain HTTP when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AppState {
@@ -91,6 +98,7 @@ impl AppState {
             keys: admission.keys,
             metrics_access: admission.metrics_access,
             rate: RateLimits::new(&admission.rate_limits),
+            tls: admission.tls,
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: watch::channel(false).0,
@@ -254,26 +262,24 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         state.service.metrics.connections_total.inc();
         state.service.metrics.active_connections.inc();
-        let service_state = state.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let state = service_state.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&state, request, peer.ip()).await) }
-        });
-        // A client gets HEADER_READ_TIMEOUT to send each request's headers; a silent or
-        // trickling connection is closed instead of holding one of the connection permits.
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            // More than 100 header lines (hyper's default, kept: raising it moves the
-            // header array to the heap) or a head over this size get 431.
-            .max_header_size(MAX_REQUEST_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let watcher = graceful.watcher();
         let connection_state = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match &connection_state.tls {
+                None => serve_connection(&connection_state, stream, peer.ip(), watcher).await,
+                // The handshake runs here, on the connection's task, so a slow one holds
+                // only its own permit, and only for HANDSHAKE_TIMEOUT.
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&connection_state, stream, peer.ip(), watcher).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
             connection_state.service.metrics.active_connections.dec();
         });
@@ -295,6 +301,34 @@ pub async fn serve(
         sweeper.abort();
     }
     state.service.history.close().await;
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or the server drains it.
+async fn serve_connection<I>(
+    state: &Arc<AppState>,
+    io: I,
+    peer: std::net::IpAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service_state = state.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let state = service_state.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&state, request, peer).await) }
+    });
+    // A client gets HEADER_READ_TIMEOUT to send each request's headers; a silent or
+    // trickling connection is closed instead of holding one of the connection permits.
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // More than 100 header lines (hyper's default, kept: raising it moves the
+        // header array to the heap) or a head over this size get 431.
+        .max_header_size(MAX_REQUEST_HEAD_BYTES)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// How often the rate limiters forget clients whose buckets are full again.
