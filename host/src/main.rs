@@ -253,6 +253,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics_access: config.metrics_access,
         rate_limits: config.rate_limits,
         tls,
+        oauth: config
+            .oauth
+            .clone()
+            .map(|oauth| Arc::new(auth::OAuth::new(oauth))),
     };
     let state = Arc::new(AppState::new(service, admission));
     http::serve(listener, state, shutdown_signal()).await;

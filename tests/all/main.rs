@@ -8,6 +8,7 @@ mod http;
 mod interop;
 mod limits;
 mod mcp;
+mod oauth;
 mod plugins;
 mod store;
 mod support;

@@ -151,6 +151,26 @@ pub fn options() -> CallOptions {
     }
 }
 
+/// How a [`TestServer`] admits requests.
+pub struct ServerOptions {
+    pub allowed_origins: Vec<String>,
+    /// Authentication on, with an admin key the requests carry.
+    pub auth: bool,
+    pub rate_limits: RateLimitConfig,
+    pub oauth: Option<waygate::config::OAuthConfig>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            auth: true,
+            rate_limits: RATE_LIMITS_OFF,
+            oauth: None,
+        }
+    }
+}
+
 /// A real server on an ephemeral loopback port; stops when dropped. Authentication is on,
 /// and requests carry an admin key unless a test gives its own credential.
 pub struct TestServer {
@@ -275,30 +295,44 @@ impl EventStream {
 
 impl TestServer {
     pub async fn start(env: TestEnv) -> Self {
-        Self::start_with_origins(env, Vec::new()).await
+        Self::start_with(env, ServerOptions::default()).await
     }
 
     pub async fn start_with_origins(env: TestEnv, allowed_origins: Vec<String>) -> Self {
-        Self::start_with(env, allowed_origins, true, RATE_LIMITS_OFF).await
+        let options = ServerOptions {
+            allowed_origins,
+            ..ServerOptions::default()
+        };
+        Self::start_with(env, options).await
     }
 
     /// A server with authentication off (`auth.mode = none`).
     pub async fn start_without_auth(env: TestEnv) -> Self {
-        Self::start_with(env, Vec::new(), false, RATE_LIMITS_OFF).await
+        let options = ServerOptions {
+            auth: false,
+            ..ServerOptions::default()
+        };
+        Self::start_with(env, options).await
     }
 
     /// A server with rate limits on. (The others run without, as a benchmark would: the
     /// suites send more requests per minute than the defaults allow one key.)
     pub async fn start_with_rate_limits(env: TestEnv, rate_limits: RateLimitConfig) -> Self {
-        Self::start_with(env, Vec::new(), true, rate_limits).await
+        let options = ServerOptions {
+            rate_limits,
+            ..ServerOptions::default()
+        };
+        Self::start_with(env, options).await
     }
 
-    async fn start_with(
-        env: TestEnv,
-        allowed_origins: Vec<String>,
-        auth_on: bool,
-        rate_limits: RateLimitConfig,
-    ) -> Self {
+    pub async fn start_with(env: TestEnv, options: ServerOptions) -> Self {
+        let ServerOptions {
+            allowed_origins,
+            auth: auth_on,
+            rate_limits,
+            oauth,
+        } = options;
+        let oauth = oauth.map(|config| Arc::new(waygate::auth::OAuth::new(config)));
         let (keys, key) = if auth_on {
             let admin = KeySpec {
                 name: "test-admin",
@@ -330,6 +364,7 @@ impl TestServer {
             metrics_access: MetricsAccess::Open,
             rate_limits,
             tls: None,
+            oauth,
         };
         let state = Arc::new(AppState::new(service, admission));
         let (stop, stop_signal) = tokio::sync::oneshot::channel::<()>();

@@ -6,6 +6,9 @@
 //! Limits: keys created or revoked elsewhere (the CLI) take effect within [`REFRESH_INTERVAL`].
 
 pub mod keys;
+mod oauth;
+
+pub use oauth::OAuth;
 
 use crate::store::{NewKey, Store, StoredKey};
 use std::collections::HashMap;
@@ -60,8 +63,10 @@ impl Role {
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The key's id; `None` when authentication is off.
+    /// The key's id, for an API key.
     pub key_id: Option<i64>,
+    /// The token's subject, for an OAuth bearer token.
+    pub subject: Option<String>,
     /// The key's name, for logs and the command history.
     pub name: String,
     /// What it may do.
@@ -75,6 +80,7 @@ impl Principal {
     pub fn anonymous() -> Principal {
         Principal {
             key_id: None,
+            subject: None,
             name: "anonymous".to_owned(),
             role: Role::Admin,
             plugins: None,
@@ -85,15 +91,27 @@ impl Principal {
     pub fn nobody() -> Principal {
         Principal {
             key_id: None,
+            subject: None,
             name: "unauthenticated".to_owned(),
             role: Role::Reader,
             plugins: Some(Arc::from(Vec::new())),
         }
     }
 
-    /// The name to record as the caller: the key's, or none without authentication.
+    /// The name to record as the caller: the key's or the token subject's; none without
+    /// authentication.
     pub fn caller_id(&self) -> Option<String> {
-        self.key_id.map(|_| self.name.clone())
+        (self.key_id.is_some() || self.subject.is_some()).then(|| self.name.clone())
+    }
+
+    /// Who this is, for binding sessions and counting rate limits: `key:<id>` or
+    /// `sub:<subject>`; `None` without authentication.
+    pub fn identity(&self) -> Option<String> {
+        match (&self.key_id, &self.subject) {
+            (Some(id), _) => Some(format!("key:{id}")),
+            (None, Some(subject)) => Some(format!("sub:{subject}")),
+            (None, None) => None,
+        }
     }
 
     /// Whether it may use `plugin`.
@@ -139,7 +157,15 @@ pub enum Access {
 /// any role; each MCP method then needs [`mcp_method_role`].
 pub fn route_access(template: &str, method: &str) -> Access {
     match (template, method) {
-        ("/" | "/health" | "/ready" | "/openapi.json", _) => Access::Open,
+        (
+            "/"
+            | "/health"
+            | "/ready"
+            | "/openapi.json"
+            | "/.well-known/oauth-protected-resource"
+            | "/.well-known/oauth-protected-resource/mcp",
+            _,
+        ) => Access::Open,
         ("/metrics", _) => Access::Metrics,
         ("/mcp/execute", _) => Access::Role(Role::Caller),
         // The history holds every caller's arguments and results.
@@ -228,6 +254,7 @@ fn entry(key: StoredKey) -> Option<([u8; 32], KeyEntry)> {
             digest,
             principal: Principal {
                 key_id: Some(key.id),
+                subject: None,
                 name: key.name,
                 role,
                 plugins,

@@ -48,6 +48,34 @@ pub enum AuthMode {
     None,
 }
 
+/// OAuth 2.1 resource-server mode: bearer JWTs from an external authorization server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorization server: tokens must carry it as `iss`.
+    pub issuer: String,
+    /// This server's resource URI (`https://mcp.example.com/mcp`): tokens must carry it in
+    /// `aud`.
+    pub audience: String,
+    /// Where the authorization server publishes its signing keys (a JWK Set). HTTPS, or
+    /// HTTP on loopback (tests, sidecars).
+    pub jwks_uri: String,
+    /// The claim that carries roles: a space-separated string or an array.
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// What role values start with: `waygate:reader`, `waygate:caller`, `waygate:admin`.
+    #[serde(default = "default_scope_prefix")]
+    pub scope_prefix: String,
+}
+
+fn default_role_claim() -> String {
+    "scope".to_owned()
+}
+
+fn default_scope_prefix() -> String {
+    "waygate:".to_owned()
+}
+
 /// Who may read `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsAccess {
@@ -129,6 +157,8 @@ pub struct Config {
     pub auth: AuthMode,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// OAuth resource-server mode, when configured (`[auth.oauth]`).
+    pub oauth: Option<OAuthConfig>,
     /// The first admin key, from `WAYGATE_ADMIN_KEY`, used only while no admin key exists.
     pub admin_key: Option<Secret>,
     /// Per-client rate limits.
@@ -201,6 +231,7 @@ struct FileConfig {
 struct AuthSection {
     mode: Option<String>,
     metrics: Option<String>,
+    oauth: Option<OAuthConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +358,29 @@ pub fn load(
             ),
         });
     }
+    if let Some(oauth) = &file.auth.oauth {
+        let uri = oauth.jwks_uri.as_str();
+        let loopback_http = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|prefix| {
+                uri.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with([':', '/']))
+            });
+        if !(uri.starts_with("https://") || loopback_http) {
+            return Err(ConfigError::Invalid {
+                key: "auth.oauth.jwks_uri".to_owned(),
+                value: oauth.jwks_uri.clone(),
+                allowed: "an https:// URL (http:// only on loopback)".to_owned(),
+            });
+        }
+        if auth == AuthMode::None {
+            return Err(ConfigError::Invalid {
+                key: "auth.oauth".to_owned(),
+                value: "set with auth.mode = none".to_owned(),
+                allowed: "auth.mode = api_key when [auth.oauth] is set".to_owned(),
+            });
+        }
+    }
     let metrics_text = pick(None, "WAYGATE_METRICS_ACCESS", file.auth.metrics, "open");
     let metrics_access = match metrics_text.as_str() {
         "open" => MetricsAccess::Open,
@@ -423,6 +477,7 @@ pub fn load(
         log_format,
         auth,
         metrics_access,
+        oauth: file.auth.oauth,
         rate_limits,
         admin_key: env("WAYGATE_ADMIN_KEY")
             .filter(|k| !k.is_empty())
@@ -562,6 +617,32 @@ mod tests {
             Some("wg_0123456789abcdefghijklmnopqrstuvwxyz")
         );
         assert!(!format!("{config:?}").contains("wg_0123"));
+    }
+
+    #[test]
+    fn oauth_keys_come_over_https_or_loopback_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |uri: &str| {
+            let path = dir.path().join("c.toml");
+            std::fs::write(
+                &path,
+                format!("[auth.oauth]\nissuer = \"https://a\"\naudience = \"https://b/mcp\"\njwks_uri = \"{uri}\"\n"),
+            )
+            .unwrap();
+            load(
+                &Overrides {
+                    config: Some(path),
+                    ..Overrides::default()
+                },
+                env(&[]),
+            )
+        };
+        assert!(with("https://a/jwks").unwrap().oauth.is_some());
+        assert!(with("http://127.0.0.1:9/jwks").is_ok());
+        let err = with("http://auth.example.com/jwks")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("jwks_uri"), "{err}");
     }
 
     #[test]

@@ -333,7 +333,7 @@ fn initialize(
     };
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     let (version, result) = state.mcp.initialize(requested);
-    match state.mcp.sessions.create(version, principal.key_id) {
+    match state.mcp.sessions.create(version, principal.identity()) {
         Ok(session) => {
             tracing::debug!(session = %session.id, version, "MCP session opened");
             with_session(
@@ -366,7 +366,7 @@ fn find_session(
         .mcp
         .sessions
         .get(session_id)
-        .filter(|session| session.owner == principal.key_id);
+        .filter(|session| session.owner == principal.identity());
     found.ok_or_else(|| {
         Box::new(rpc_error(
             StatusCode::NOT_FOUND,
@@ -1029,7 +1029,7 @@ fn end_session(state: &AppState, parts: &Parts, principal: &Principal) -> Respon
         .mcp
         .sessions
         .get(session_id)
-        .is_some_and(|session| session.owner == principal.key_id);
+        .is_some_and(|session| session.owner == principal.identity());
     if owned && state.mcp.sessions.end(session_id) {
         tracing::debug!(session = session_id, "MCP session ended by the client");
         empty(StatusCode::OK)

@@ -19,7 +19,7 @@ pub use tls::acceptor as tls_acceptor;
 pub use error::ApiError;
 pub use rest::ROUTES;
 
-use crate::auth::{self, Access, AuthError, KeyRing, Principal, Role};
+use crate::auth::{self, Access, AuthError, KeyRing, OAuth, Principal, Role};
 use crate::config::limits::MAX_REQUEST_HEAD_BYTES;
 use crate::config::{Limits, MetricsAccess, RateLimitConfig};
 use crate::mcp::McpServer;
@@ -70,6 +70,8 @@ pub struct AppState {
     rate: Option<RateLimits>,
     /// HTTPS; plain HTTP when `None`.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Bearer JWTs from an authorization server; `None` when off.
+    oauth: Option<Arc<OAuth>>,
 }
 
 /// How the HTTP edge admits requests.
@@ -85,6 +87,8 @@ pub struct Admission {
     pub rate_limits: RateLimitConfig,
     /// HTTPS; plain HTTP when `None`.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Bearer JWTs from an authorization server, besides API keys; `None` when off.
+    pub oauth: Option<Arc<OAuth>>,
 }
 
 impl AppState {
@@ -99,6 +103,7 @@ impl AppState {
             metrics_access: admission.metrics_access,
             rate: RateLimits::new(&admission.rate_limits),
             tls: admission.tls,
+            oauth: admission.oauth,
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: watch::channel(false).0,
@@ -109,7 +114,7 @@ impl AppState {
     /// The principal a request acts as, if the route lets it in: open routes let anyone in,
     /// others need a key with the route's role (`/mcp`: any key; each method is checked in
     /// the transport).
-    fn authorize(
+    async fn authorize(
         &self,
         parts: &hyper::http::request::Parts,
         endpoint: Option<&'static str>,
@@ -130,10 +135,35 @@ impl AppState {
             (Access::Metrics, MetricsAccess::Keyed) => Role::Reader,
             (Access::Role(role), _) => role,
         };
-        let key = credential(&parts.headers).ok_or(AuthError::Missing)?;
-        let principal = keys.authenticate(key)?;
+        let credential = credential(&parts.headers).ok_or(AuthError::Missing)?;
+        // Waygate's own keys are recognisable by their prefix; anything else is a token
+        // from the authorization server, when one is configured.
+        let principal = match &self.oauth {
+            Some(oauth) if !credential.starts_with(auth::keys::KEY_PREFIX) => {
+                oauth.authenticate(credential).await?
+            }
+            _ => keys.authenticate(credential)?,
+        };
         auth::require(&principal, needed)?;
         Ok(principal)
+    }
+
+    /// The challenge on every 401: a bearer credential, and where to learn how to get one
+    /// when an authorization server is configured (RFC 9728).
+    fn challenge(&self) -> HeaderValue {
+        let value = match &self.oauth {
+            Some(oauth) => format!(
+                r#"Bearer realm="waygate", resource_metadata="{}""#,
+                oauth.metadata_url()
+            ),
+            None => r#"Bearer realm="waygate""#.to_owned(),
+        };
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer"))
+    }
+
+    /// The protected-resource metadata, when OAuth is configured.
+    fn oauth_metadata(&self) -> Option<serde_json::Value> {
+        self.oauth.as_ref().map(|oauth| oauth.metadata())
     }
 
     /// Takes one request from `client`'s bucket in `group`; `None` when limiting is off.
@@ -409,7 +439,7 @@ async fn dispatch(
     peer: std::net::IpAddr,
 ) -> Response<Body> {
     let is_mcp = endpoint == Some("/mcp");
-    let principal = match state.authorize(parts, endpoint) {
+    let principal = match state.authorize(parts, endpoint).await {
         Ok(principal) => principal,
         Err(error) => {
             let status = match error {
@@ -422,15 +452,14 @@ async fn dispatch(
                 error_response(state, &ApiError::from(error), request_id)
             };
             if status == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(WWW_AUTHENTICATE),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, state.challenge());
             }
             return response;
         }
     };
-    let client = Client::of(principal.key_id, peer);
+    let client = Client::of(principal.identity(), peer);
     // A POST to /mcp is counted once its method is known (tools/call counts as an execute).
     let verdict = if is_mcp && parts.method == Method::POST {
         None
@@ -462,9 +491,6 @@ async fn dispatch(
     }
     response
 }
-
-/// The challenge on every 401: a bearer credential (an API key) is what is asked for.
-const WWW_AUTHENTICATE: &str = r#"Bearer realm="waygate""#;
 
 /// The credential a request presents: `X-API-Key`, else `Authorization: Bearer`.
 fn credential(headers: &HeaderMap) -> Option<&str> {

@@ -66,19 +66,19 @@ impl Group {
 /// Whose bucket a request takes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Client {
-    /// An API key, by id.
-    Key(i64),
+    /// An API key or a token subject: [`crate::auth::Principal::identity`].
+    Principal(String),
     /// A client without a key, by address (IPv6 by its /64, which one host usually holds).
     Addr(IpAddr),
-    /// Every client past [`MAX_TRACKED_CLIENTS`].
+    /// Every address or subject past [`MAX_TRACKED_CLIENTS`].
     Overflow,
 }
 
 impl Client {
-    /// The client of a request: its key, else its address.
-    pub fn of(key_id: Option<i64>, peer: IpAddr) -> Client {
-        match (key_id, peer) {
-            (Some(id), _) => Client::Key(id),
+    /// The client of a request: who it authenticated as, else its address.
+    pub fn of(identity: Option<String>, peer: IpAddr) -> Client {
+        match (identity, peer) {
+            (Some(identity), _) => Client::Principal(identity),
             (None, IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
                 let mut segments = v6.segments();
                 segments[4..].fill(0);
@@ -158,7 +158,9 @@ impl RateLimits {
     pub fn check(&self, group: Group, client: Client) -> Verdict {
         let limiter = &self.limiters[group.index()];
         let limit = self.per_minute[group.index()];
-        let client = if matches!(client, Client::Addr(_)) && limiter.len() >= MAX_TRACKED_CLIENTS {
+        // API keys are few; addresses and token subjects can be many.
+        let many = !matches!(&client, Client::Principal(id) if id.starts_with("key:"));
+        let client = if many && limiter.len() >= MAX_TRACKED_CLIENTS {
             limiter.retain_recent();
             if limiter.len() >= MAX_TRACKED_CLIENTS {
                 Client::Overflow
@@ -221,7 +223,7 @@ mod tests {
     #[test]
     fn a_bucket_empties_then_refuses_with_retry_after() {
         let limits = limits(3);
-        let client = Client::Key(1);
+        let client = Client::Principal("key:1".into());
         let remaining: Vec<u32> = (0..3)
             .map(|_| limits.check(Group::Default, client.clone()))
             .map(|v| {
@@ -237,11 +239,15 @@ mod tests {
         let wait = refused.retry_after.unwrap();
         assert!((1..=20).contains(&wait), "one request per 20 s: {wait}");
         assert!(
-            limits.check(Group::Default, Client::Key(2)).allowed,
+            limits
+                .check(Group::Default, Client::Principal("key:2".into()))
+                .allowed,
             "others are not affected"
         );
         assert!(
-            limits.check(Group::Health, Client::Key(1)).allowed,
+            limits
+                .check(Group::Health, Client::Principal("key:1".into()))
+                .allowed,
             "groups are separate"
         );
     }
@@ -256,7 +262,10 @@ mod tests {
             Client::of(None, mapped),
             Client::Addr("10.0.0.1".parse().unwrap())
         );
-        assert_eq!(Client::of(Some(7), a), Client::Key(7));
+        assert_eq!(
+            Client::of(Some("key:7".into()), a),
+            Client::Principal("key:7".into())
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/diagnostics/connection", &[Method::GET]),
     ("/diagnostics/performance", &[Method::GET]),
     ("/diagnostics/errors", &[Method::GET]),
+    ("/.well-known/oauth-protected-resource", &[Method::GET]),
+    ("/.well-known/oauth-protected-resource/mcp", &[Method::GET]),
 ];
 
 /// The route template `path` matches: the metrics label, never the raw path.
@@ -95,6 +97,15 @@ pub(super) async fn route(
         ("/diagnostics/errors", &Method::GET) => {
             diagnostics::errors(state, parts).map(|v| json_response(StatusCode::OK, &v))
         }
+        (
+            "/.well-known/oauth-protected-resource" | "/.well-known/oauth-protected-resource/mcp",
+            &Method::GET,
+        ) => match state.oauth_metadata() {
+            Some(metadata) => ok(&metadata),
+            None => Err(ApiError::not_found(
+                "this server takes no OAuth tokens: [auth.oauth] is not configured",
+            )),
+        },
         (template, method) => {
             let allowed = ROUTES
                 .iter()

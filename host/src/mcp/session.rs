@@ -32,8 +32,8 @@ pub struct Session {
     pub id: String,
     /// The protocol version agreed at `initialize`.
     pub version: &'static str,
-    /// The API key that opened it; only that key may use it.
-    pub owner: Option<i64>,
+    /// Who opened it ([`crate::auth::Principal::identity`]); only they may use it.
+    pub owner: Option<String>,
     last_seen: Mutex<Instant>,
     /// Requests running now, by JSON-RPC id: sending on (or dropping) the sender cancels.
     in_flight: Mutex<HashMap<Id, oneshot::Sender<()>>>,
@@ -165,7 +165,7 @@ impl Sessions {
         });
     }
 
-    /// Opens a session speaking `version`, owned by key `owner`.
+    /// Opens a session speaking `version`, owned by `owner`.
     ///
     /// # Errors
     ///
@@ -173,7 +173,7 @@ impl Sessions {
     pub fn create(
         &self,
         version: &'static str,
-        owner: Option<i64>,
+        owner: Option<String>,
     ) -> Result<Arc<Session>, SessionError> {
         let mut bytes = [0u8; 16];
         self.random
