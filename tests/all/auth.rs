@@ -558,3 +558,18 @@ fn https_serves_with_the_configured_certificate() {
     let (status, _) = blocking_request(&server.addr, "GET", "/health", &[], "");
     assert_eq!(status, 0);
 }
+
+#[tokio::test]
+async fn metrics_can_be_keyed() {
+    let options = crate::support::ServerOptions {
+        metrics_access: waygate::config::MetricsAccess::Keyed,
+        ..crate::support::ServerOptions::default()
+    };
+    let server = TestServer::start_with(TestEnv::new(), options).await;
+    let open = server
+        .send("GET", "/metrics", &[("x-api-key", "")], None)
+        .await;
+    assert_eq!(open.status, 401);
+    let keyed = server.send("GET", "/metrics", &[], None).await;
+    assert_eq!(keyed.status, 200);
+}

@@ -158,6 +158,7 @@ pub struct ServerOptions {
     pub auth: bool,
     pub rate_limits: RateLimitConfig,
     pub oauth: Option<waygate::config::OAuthConfig>,
+    pub metrics_access: MetricsAccess,
 }
 
 impl Default for ServerOptions {
@@ -167,6 +168,7 @@ impl Default for ServerOptions {
             auth: true,
             rate_limits: RATE_LIMITS_OFF,
             oauth: None,
+            metrics_access: MetricsAccess::Open,
         }
     }
 }
@@ -331,6 +333,7 @@ impl TestServer {
             auth: auth_on,
             rate_limits,
             oauth,
+            metrics_access,
         } = options;
         let oauth = oauth.map(|config| Arc::new(waygate::auth::OAuth::new(config)));
         let (keys, key) = if auth_on {
@@ -361,7 +364,7 @@ impl TestServer {
         let admission = Admission {
             allowed_origins,
             keys: keys.clone(),
-            metrics_access: MetricsAccess::Open,
+            metrics_access,
             rate_limits,
             tls: None,
             oauth,
