@@ -57,12 +57,16 @@ fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
+fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
 fn status(key: &StoredKey) -> &'static str {
+    // An expiry that does not parse counts as passed: the server refuses such a key too.
     let expired = key
         .expires_at
         .as_deref()
-        .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
-        .is_some_and(|at| at <= SystemTime::now());
+        .is_some_and(|at| parse_time(at).is_none_or(|at| at <= SystemTime::now()));
     match (key.active, expired) {
         (false, _) => "revoked",
         (true, true) => "expired",
@@ -117,9 +121,6 @@ pub fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
             json,
         } => {
             let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
-            if name.trim().is_empty() {
-                bail!("--name must not be empty");
-            }
             let spec = KeySpec {
                 name: &name,
                 role,
@@ -181,8 +182,8 @@ pub fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate { key, grace, json } => {
             let old = select(store, &key)?
                 .into_iter()
-                .find(|k| k.active)
-                .context("that key is revoked; create a new one instead")?;
+                .find(|k| status(k) == "active")
+                .context("that key is revoked or expired; create a new one instead")?;
             let role = Role::parse(&old.role).map_err(anyhow::Error::msg)?;
             let plugins: Option<Vec<String>> = old
                 .plugins
@@ -190,19 +191,26 @@ pub fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
                 .map(serde_json::from_str)
                 .transpose()
                 .context("the old key's plugin list is unreadable")?;
-            let expires_at = old
-                .expires_at
-                .as_deref()
-                .and_then(|at| humantime::parse_rfc3339_weak(at).ok());
+            // The new key gets the old one's lifetime from now, not its end: rotating a key
+            // that expires tomorrow must not hand out one that expires tomorrow too.
+            let lifetime = match (&old.expires_at, parse_time(&old.created_at)) {
+                (Some(expires), Some(created)) => {
+                    let expires =
+                        parse_time(expires).context("the old key's expiry is unreadable")?;
+                    Some(expires.duration_since(created).unwrap_or_default())
+                }
+                (Some(_), None) => bail!("the old key's creation time is unreadable"),
+                (None, _) => None,
+            };
             let spec = KeySpec {
                 name: &old.name,
                 role,
                 plugins: plugins.as_deref(),
-                expires_at,
+                expires_at: lifetime.map(|d| SystemTime::now() + d),
             };
-            let created = auth::create_key(store, &spec, None).map_err(anyhow::Error::msg)?;
             let until = SystemTime::now() + Duration::from(grace);
-            store.expire_key(old.id, &rfc3339(until))?;
+            let created =
+                auth::rotate_key(store, old.id, &spec, until).map_err(anyhow::Error::msg)?;
             if !json {
                 println!("key {} keeps working until {}", old.id, rfc3339(until));
             }

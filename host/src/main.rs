@@ -149,8 +149,37 @@ fn run_server(config: Config) -> ExitCode {
     }
 }
 
-/// Makes sure an admin key exists: from `WAYGATE_ADMIN_KEY` when given, else a new one
-/// printed once on standard output (not into the log).
+/// Shows a newly made first admin key once: on the terminal when there is one; otherwise
+/// (a service, a container, whose output goes to a log store) in a file only the server's
+/// user can read, whose path the log names.
+fn show_first_admin_key(config: &Config, created: &auth::CreatedKey) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    if std::io::stdout().is_terminal() {
+        println!("No admin key existed, so one was created. It is shown this once:");
+        println!("{}", created.key);
+        println!("Manage keys with `waygate keys --help`.");
+        tracing::info!(key_id = created.id, "created the first admin key");
+        return Ok(());
+    }
+    let path = config.data_dir.join("initial-admin-key");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot write the first admin key to {}", path.display()))?;
+    writeln!(file, "{}", created.key)?;
+    tracing::warn!(
+        key_id = created.id,
+        path = %path.display(),
+        "created the first admin key and wrote it to this file (mode 0600): read it, store it, delete the file"
+    );
+    Ok(())
+}
+
+/// Makes sure an admin key exists: from `WAYGATE_ADMIN_KEY` when given, else a new one shown
+/// once ([`show_first_admin_key`]), never written into the log.
 fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now();
     let has_admin = store.keys()?.iter().any(|k| {
@@ -172,16 +201,21 @@ fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
     };
     match &config.admin_key {
         Some(key) => {
-            auth::create_key(store, &spec, Some(key.expose()))
-                .map_err(|e| anyhow::anyhow!("WAYGATE_ADMIN_KEY: {e}"))?;
+            auth::create_key(store, &spec, Some(key.expose())).map_err(|e| {
+                if e.contains("UNIQUE") {
+                    anyhow::anyhow!(
+                        "WAYGATE_ADMIN_KEY names a key that was revoked or has expired: \
+                         set it to a new key, or unset it to have one created"
+                    )
+                } else {
+                    anyhow::anyhow!("WAYGATE_ADMIN_KEY: {e}")
+                }
+            })?;
             tracing::info!("created the first admin key from WAYGATE_ADMIN_KEY");
         }
         None => {
             let created = auth::create_key(store, &spec, None).map_err(anyhow::Error::msg)?;
-            println!("No admin key existed, so one was created. It is shown this once:");
-            println!("{}", created.key);
-            println!("Manage keys with `waygate keys --help`.");
-            tracing::info!(key_id = created.id, "created the first admin key");
+            show_first_admin_key(config, &created)?;
         }
     }
     Ok(())

@@ -179,21 +179,9 @@ impl Service {
         let started = Instant::now();
         let registry = self.registry();
         let resolved = registry
-            .resolve_tool(name)
+            .resolve_tool(name, allowed)
             .map(|(plugin, entry)| (plugin.manifest.name.clone(), entry.qualified_name.clone()))
             .ok();
-        let forbidden = resolved
-            .as_ref()
-            .is_some_and(|(plugin, _)| allowed.is_some_and(|a| !a.contains(plugin)));
-        if forbidden {
-            return Ok(CallOutcome {
-                result: Err(registry::Error::UnknownTool {
-                    tool: name.to_owned(),
-                }),
-                tool: None,
-                duration: started.elapsed(),
-            });
-        }
         // Every attempt is history, an unknown or ambiguous name included; a call whose
         // client goes away is recorded by the guard as `cancelled`.
         let (plugin, command) = match &resolved {
@@ -221,7 +209,7 @@ impl Service {
         };
         let request_id = options.request_id.clone();
         let result = registry
-            .call_tool(&self.runtime, name, arguments, options)
+            .call_tool_as(&self.runtime, name, allowed, arguments, options)
             .await;
         let outcome = CallOutcome {
             result,

@@ -317,11 +317,37 @@ fn the_keys_cli_changes_a_running_server_at_once_and_no_key_leaks() {
     eventually("a created key working", || call(&key) == 200);
     eprintln!("created key worked after {:?}", started.elapsed());
 
+    let numeric = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+        .args([
+            "keys", "create", "--name", "123", "--role", "reader", "--data",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(
+        !numeric.status.success(),
+        "an all-digit name would read as an id"
+    );
+
     let rotated: Value = serde_json::from_str(&keys_cli(
         data.path(),
         &["rotate", "ci", "--grace", "2s", "--json"],
     ))
     .unwrap();
+    let listed: Value = serde_json::from_str(&keys_cli(data.path(), &["list", "--json"])).unwrap();
+    let new_expiry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == rotated["id"])
+        .and_then(|k| k["expires_at"].as_str())
+        .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
+        .expect("the rotated key expires");
+    let in_29_days = std::time::SystemTime::now() + Duration::from_secs(29 * 86_400);
+    assert!(
+        new_expiry > in_29_days,
+        "the new key gets the old one's lifetime from now"
+    );
     let new_key = rotated["key"].as_str().unwrap().to_owned();
     eventually("the rotated key working", || call(&new_key) == 200);
     assert_eq!(call(&key), 200, "the old key works during the grace period");
@@ -495,6 +521,22 @@ async fn rate_limits_count_per_client_and_group_with_the_spec_headers() {
     assert_eq!(list.status, 200);
     assert_eq!(header_u64(&list, "x-ratelimit-limit"), 50);
 
+    // Failed credentials draw on the sender's address: guessing keys is limited too.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        let r = server
+            .send(
+                "GET",
+                "/plugins",
+                &[("x-api-key", "wg_guess0000000000000000000000000000000000")],
+                None,
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[0], 401);
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
     // Another key has its own bucket.
     let other = server.create_key(Role::Caller, None);
     let r = server
@@ -572,4 +614,44 @@ async fn metrics_can_be_keyed() {
     assert_eq!(open.status, 401);
     let keyed = server.send("GET", "/metrics", &[], None).await;
     assert_eq!(keyed.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_before_any_body_is_read() {
+    let server = examples().await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A body announced and never sent: the answer must not wait for it.
+    let head = format!(
+        "POST /nope HTTP/1.1\r\nhost: {}\r\ncontent-length: 1000000\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await;
+    let n = read.expect("answered at once").unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn without_a_terminal_the_first_admin_key_goes_to_a_private_file() {
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[("WAYGATE_ADMIN_KEY", "")]);
+    let path = data.path().join("initial-admin-key");
+    let key = std::fs::read_to_string(&path)
+        .expect("the key file")
+        .trim()
+        .to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (status, _) = blocking_request(&server.addr, "GET", "/plugins", &[("x-api-key", &key)], "");
+    assert_eq!(status, 200);
+    assert!(
+        !server.log.lock().unwrap().contains(&key),
+        "the key is not in the log"
+    );
 }

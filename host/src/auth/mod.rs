@@ -200,11 +200,20 @@ pub fn require(principal: &Principal, needed: Role) -> Result<(), AuthError> {
 }
 
 /// A usable key, as held in memory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct KeyEntry {
     digest: [u8; 32],
     principal: Principal,
     expires_at: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("principal", &self.principal)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The active keys, by digest, refreshed from the database when another process changes
@@ -242,12 +251,30 @@ fn entry(key: StoredKey) -> Option<([u8; 32], KeyEntry)> {
             return None;
         }
     };
-    let plugins = key
-        .plugins
-        .as_deref()
-        .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
-        .map(Arc::from);
-    let expires_at = key.expires_at.as_deref().and_then(parse_time);
+    // A field that does not parse makes the key unusable, never more powerful.
+    let plugins = match key.plugins.as_deref() {
+        None => None,
+        Some(json) => match serde_json::from_str::<Vec<String>>(json) {
+            Ok(plugins) => Some(Arc::from(plugins)),
+            Err(_) => {
+                tracing::warn!(
+                    key_id = key.id,
+                    "api key with an unreadable plugin list ignored"
+                );
+                return None;
+            }
+        },
+    };
+    let expires_at = match key.expires_at.as_deref() {
+        None => None,
+        Some(text) => match parse_time(text) {
+            Some(at) => Some(at),
+            None => {
+                tracing::warn!(key_id = key.id, "api key with an unreadable expiry ignored");
+                return None;
+            }
+        },
+    };
     Some((
         digest,
         KeyEntry {
@@ -408,12 +435,20 @@ impl KeyRing {
 }
 
 /// A key made for someone: the key itself, shown once, and its row id.
-#[derive(Debug)]
 pub struct CreatedKey {
     /// The row id.
     pub id: i64,
     /// The key. Shown once; only its digest is stored.
     pub key: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("id", &self.id)
+            .field("key", &"[redacted]")
+            .finish()
+    }
 }
 
 /// What a new key may do and for how long.
@@ -439,6 +474,65 @@ pub fn create_key(
     spec: &KeySpec<'_>,
     given: Option<&str>,
 ) -> Result<CreatedKey, String> {
+    let (key, new) = new_key(spec, given)?;
+    let id = store
+        .insert_key(&new.as_new_key())
+        .map_err(|e| e.to_string())?;
+    Ok(CreatedKey { id, key })
+}
+
+/// Replaces key `old` with a new key of `spec`, and lets `old` work until `old_until`: both
+/// in one transaction, so a failure leaves the old key as it was and no unseen key behind.
+///
+/// # Errors
+///
+/// A message: a bad spec, or a database failure.
+pub fn rotate_key(
+    store: &Store,
+    old: i64,
+    spec: &KeySpec<'_>,
+    old_until: SystemTime,
+) -> Result<CreatedKey, String> {
+    let (key, new) = new_key(spec, None)?;
+    let until = humantime::format_rfc3339_millis(old_until).to_string();
+    let id = store
+        .replace_key(old, &new.as_new_key(), &until)
+        .map_err(|e| e.to_string())?;
+    Ok(CreatedKey { id, key })
+}
+
+/// The stored fields of a key about to be made.
+struct KeyFields {
+    key_hash: String,
+    prefix: String,
+    plugins: Option<String>,
+    expires_at: Option<String>,
+    name: String,
+    role: Role,
+}
+
+impl KeyFields {
+    fn as_new_key(&self) -> NewKey<'_> {
+        NewKey {
+            key_hash: &self.key_hash,
+            name: &self.name,
+            role: self.role.as_str(),
+            plugins: self.plugins.as_deref(),
+            prefix: &self.prefix,
+            expires_at: self.expires_at.as_deref(),
+        }
+    }
+}
+
+fn new_key(spec: &KeySpec<'_>, given: Option<&str>) -> Result<(String, KeyFields), String> {
+    // Names are how the CLI finds keys beside their numeric ids; an all-digit name would be
+    // read as an id and could point at another key.
+    if spec.name.trim().is_empty() || spec.name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "a key's name must not be empty or all digits (those are ids): {:?}",
+            spec.name
+        ));
+    }
     let key = match given {
         Some(key) => {
             keys::check_format(key).map_err(|e| e.to_string())?;
@@ -446,23 +540,19 @@ pub fn create_key(
         }
         None => keys::generate().map_err(|e| e.to_string())?,
     };
-    let plugins = spec
-        .plugins
-        .map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".to_owned()));
-    let expires_at = spec
-        .expires_at
-        .map(|at| humantime::format_rfc3339_millis(at).to_string());
-    let id = store
-        .insert_key(&NewKey {
-            key_hash: &keys::digest_hex(&key),
-            name: spec.name,
-            role: spec.role.as_str(),
-            plugins: plugins.as_deref(),
-            prefix: keys::shown_part(&key),
-            expires_at: expires_at.as_deref(),
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(CreatedKey { id, key })
+    let fields = KeyFields {
+        key_hash: keys::digest_hex(&key),
+        prefix: keys::shown_part(&key).to_owned(),
+        plugins: spec
+            .plugins
+            .map(|p| serde_json::to_string(p).unwrap_or_else(|_| "[]".to_owned())),
+        expires_at: spec
+            .expires_at
+            .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+        name: spec.name.to_owned(),
+        role: spec.role,
+    };
+    Ok((key, fields))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use super::{AuthError, Principal, Role};
 use crate::config::OAuthConfig;
 use http_body_util::BodyExt;
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -144,10 +144,20 @@ impl OAuth {
                     .keys
                     .iter()
                     .filter_map(|jwk| {
-                        let algorithms = algorithms_for(&jwk.algorithm);
+                        // Keys published for something else (encryption) never verify.
+                        let for_signing = jwk
+                            .common
+                            .public_key_use
+                            .as_ref()
+                            .is_none_or(|u| *u == PublicKeyUse::Signature);
+                        let mut algorithms = algorithms_for(&jwk.algorithm);
+                        // A key that names its algorithm verifies with that one only.
+                        if let Some(named) = jwk.common.key_algorithm {
+                            algorithms.retain(|a| format!("{a:?}") == format!("{named:?}"));
+                        }
                         let key = DecodingKey::from_jwk(jwk).ok()?;
                         let kid = jwk.common.key_id.clone().unwrap_or_default();
-                        (!algorithms.is_empty())
+                        (for_signing && !algorithms.is_empty())
                             .then(|| (kid, Arc::new(SigningKey { key, algorithms })))
                     })
                     .collect();

@@ -360,13 +360,17 @@ pub fn load(
     }
     if let Some(oauth) = &file.auth.oauth {
         let uri = oauth.jwks_uri.as_str();
-        let loopback_http = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|prefix| {
-                uri.strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with([':', '/']))
-            });
-        if !(uri.starts_with("https://") || loopback_http) {
+        let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = if authority.starts_with('[') {
+            authority.split_inclusive(']').next().unwrap_or(authority)
+        } else {
+            authority.split(':').next().unwrap_or(authority)
+        };
+        // No user-info: `http://127.0.0.1@evil.example/` names evil.example.
+        let plain = !authority.is_empty() && !authority.contains('@');
+        let loopback = matches!(host, "127.0.0.1" | "localhost" | "[::1]");
+        if !(plain && (scheme == "https" || (scheme == "http" && loopback))) {
             return Err(ConfigError::Invalid {
                 key: "auth.oauth.jwks_uri".to_owned(),
                 value: oauth.jwks_uri.clone(),
@@ -639,10 +643,14 @@ mod tests {
         };
         assert!(with("https://a/jwks").unwrap().oauth.is_some());
         assert!(with("http://127.0.0.1:9/jwks").is_ok());
-        let err = with("http://auth.example.com/jwks")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("jwks_uri"), "{err}");
+        for bad in [
+            "http://auth.example.com/jwks",
+            "http://127.0.0.1:1@evil.example/jwks",
+            "ftp://a/j",
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("jwks_uri"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -207,10 +207,14 @@ async fn post(
     {
         return auth_error(StatusCode::FORBIDDEN, &error);
     }
-    let group = message
-        .method()
-        .map_or(Group::Default, Group::of_mcp_method);
-    let verdict = state.rate_check(group, client);
+    // The edge took this request from the default bucket; a tool call also takes from the
+    // execute one, as `/mcp/execute` does.
+    let is_call = message.method().map(Group::of_mcp_method) == Some(Group::Execute);
+    let verdict = if is_call {
+        state.rate_check(Group::Execute, client)
+    } else {
+        None
+    };
     if let Some(verdict) = verdict.as_ref().filter(|v| !v.allowed) {
         let mut response = rate_limited(verdict);
         verdict.headers(response.headers_mut());
@@ -493,7 +497,7 @@ fn tool_param_headers(state: &AppState, message: &Message) -> Vec<(String, Vec<S
         ("tools/call", Some(name)) => state
             .service
             .registry()
-            .resolve_tool(name)
+            .resolve_tool(name, None)
             .map(|(_, entry)| entry.param_headers.clone())
             .unwrap_or_default(),
         _ => Vec::new(),

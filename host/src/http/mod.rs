@@ -117,16 +117,14 @@ impl AppState {
     async fn authorize(
         &self,
         parts: &hyper::http::request::Parts,
-        endpoint: Option<&'static str>,
+        template: &'static str,
     ) -> Result<Principal, AuthError> {
         let Some(keys) = &self.keys else {
             return Ok(Principal::anonymous());
         };
-        let access = match endpoint {
-            Some("/mcp") => Access::Role(Role::Reader),
-            Some(template) => auth::route_access(template, parts.method.as_str()),
-            // No such route: the 404 needs no credential.
-            None => Access::Open,
+        let access = match template {
+            "/mcp" => Access::Role(Role::Reader),
+            template => auth::route_access(template, parts.method.as_str()),
         };
         let needed = match (access, self.metrics_access) {
             (Access::Open, _) | (Access::Metrics, MetricsAccess::Open) => {
@@ -439,13 +437,34 @@ async fn dispatch(
     peer: std::net::IpAddr,
 ) -> Response<Body> {
     let is_mcp = endpoint == Some("/mcp");
-    let principal = match state.authorize(parts, endpoint).await {
+    // No such route: answered before any credential check or body read.
+    let Some(template) = endpoint else {
+        let path = parts.uri.path();
+        return error_response(
+            state,
+            &ApiError::not_found(format!("no route for {path}")),
+            request_id,
+        );
+    };
+    let principal = match state.authorize(parts, template).await {
         Ok(principal) => principal,
         Err(error) => {
             let status = match error {
                 AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
             };
+            // Failed credentials count against the sender's address, so guessing keys or
+            // tokens (each one a signature check with OAuth) is rate limited too.
+            if status == StatusCode::UNAUTHORIZED
+                && let Some(verdict) = state
+                    .rate_check(Group::Default, Client::of(None, peer))
+                    .filter(|v| !v.allowed)
+            {
+                let mut response =
+                    error_response(state, &ApiError::rate_limited(verdict.limit), request_id);
+                verdict.headers(response.headers_mut());
+                return response;
+            }
             let mut response = if is_mcp {
                 mcp::auth_error(status, &error)
             } else {
@@ -460,12 +479,10 @@ async fn dispatch(
         }
     };
     let client = Client::of(principal.identity(), peer);
-    // A POST to /mcp is counted once its method is known (tools/call counts as an execute).
-    let verdict = if is_mcp && parts.method == Method::POST {
-        None
-    } else {
-        state.rate_check(Group::of_route(endpoint.unwrap_or("")), client.clone())
-    };
+    // Every request takes from its group's bucket before its body is read; a POST to /mcp
+    // takes from the default one here and, once it is known to be a tools/call, from the
+    // execute one in the transport.
+    let verdict = state.rate_check(Group::of_route(template), client.clone());
     if let Some(verdict) = verdict.as_ref().filter(|v| !v.allowed) {
         let mut response = if is_mcp {
             mcp::rate_limited(verdict)
@@ -475,7 +492,14 @@ async fn dispatch(
         verdict.headers(response.headers_mut());
         return response;
     }
-    let mut response = match read_body(state, body).await {
+    // Only the two routes that take a body read one; the others never wait for it.
+    let takes_body = parts.method == Method::POST && matches!(template, "/mcp" | "/mcp/execute");
+    let body = if takes_body {
+        read_body(state, body).await
+    } else {
+        Ok(Bytes::new())
+    };
+    let mut response = match body {
         Ok(body) if is_mcp => {
             mcp::handle(state, parts, &body, request_id, &principal, client).await
         }
@@ -486,7 +510,10 @@ async fn dispatch(
         Err(error) if is_mcp => mcp::transport_error(&error),
         Err(error) => error_response(state, &error, request_id),
     };
-    if let Some(verdict) = verdict {
+    // A tool call's execute-bucket headers, set by the transport, are the ones that bind.
+    if let Some(verdict) = verdict
+        && !response.headers().contains_key("x-ratelimit-limit")
+    {
         verdict.headers(response.headers_mut());
     }
     response

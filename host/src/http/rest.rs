@@ -42,13 +42,17 @@ pub const ROUTES: &[(&str, &[Method])] = &[
 
 /// The route template `path` matches: the metrics label, never the raw path.
 pub(super) fn template(path: &str) -> Option<&'static str> {
-    if let Some(name) = path.strip_prefix("/plugins/") {
-        return (!name.is_empty() && !name.contains('/')).then_some("/plugins/{name}");
-    }
-    ROUTES
+    // Exact routes first, so a fixed route under /plugins/ is never taken for a plugin name
+    // (and checked with a plugin page's role).
+    if let Some(exact) = ROUTES
         .iter()
         .map(|(template, _)| *template)
-        .find(|template| *template == path)
+        .find(|template| *template == path && !template.contains('{'))
+    {
+        return Some(exact);
+    }
+    let name = path.strip_prefix("/plugins/")?;
+    (!name.is_empty() && !name.contains('/')).then_some("/plugins/{name}")
 }
 
 /// The OpenAPI document of these routes.
@@ -86,11 +90,13 @@ pub(super) async fn route(
             "application/json",
             OPENAPI.as_bytes().to_vec(),
         )),
-        ("/plugins", &Method::GET) => list_plugins(state, parts),
-        ("/plugins/{name}", &Method::GET) => plugin_info(state, &path["/plugins/".len()..]),
+        ("/plugins", &Method::GET) => list_plugins(state, parts, principal),
+        ("/plugins/{name}", &Method::GET) => {
+            plugin_info(state, &path["/plugins/".len()..], principal)
+        }
         ("/mcp/commands", &Method::GET) => ok(&commands(state, principal)),
         ("/mcp/commands/history", &Method::GET) => history(state, parts).await,
-        ("/mcp/status", &Method::GET) => ok(&status(state)),
+        ("/mcp/status", &Method::GET) => ok(&status(state, principal)),
         ("/mcp/execute", &Method::POST) => execute(state, body, request_id, principal).await,
         ("/diagnostics/connection", &Method::GET) => ok(&diagnostics::connection(state)),
         ("/diagnostics/performance", &Method::GET) => ok(&diagnostics::performance(state)),
@@ -276,11 +282,19 @@ fn plugin_json(state: &AppState, plugin: &LoadedPlugin, statistics: bool) -> Val
     value
 }
 
-fn list_plugins(state: &AppState, parts: &Parts) -> Answer {
+fn list_plugins(state: &AppState, parts: &Parts, principal: &Principal) -> Answer {
     let page = Page::from_query(&query::pairs(parts))?;
     let registry = state.service.registry();
-    let loaded = registry.plugins().map(|p| plugin_json(state, p, false));
-    let failed = registry.failures().iter().map(|f| {
+    // A key limited to some plugins sees only those (and no load failures).
+    let loaded = registry
+        .plugins()
+        .filter(|p| principal.may_use(&p.manifest.name))
+        .map(|p| plugin_json(state, p, false));
+    let failures = registry
+        .failures()
+        .iter()
+        .filter(|_| principal.plugins.is_none());
+    let failed = failures.map(|f| {
         json!({ "name": f.plugin, "status": "failed", "error": f.reason, "path": f.path.display().to_string() })
     });
     let all: Vec<Value> = loaded.chain(failed).collect();
@@ -298,9 +312,9 @@ fn list_plugins(state: &AppState, parts: &Parts) -> Answer {
     Ok(response)
 }
 
-fn plugin_info(state: &AppState, name: &str) -> Answer {
+fn plugin_info(state: &AppState, name: &str, principal: &Principal) -> Answer {
     let registry = state.service.registry();
-    match registry.plugin(name) {
+    match registry.plugin(name).filter(|_| principal.may_use(name)) {
         Some(plugin) => ok(&plugin_json(state, plugin, true)),
         None => Err(ApiError::not_found(format!("unknown plugin {name:?}"))),
     }
@@ -343,10 +357,11 @@ async fn history(state: &AppState, parts: &Parts) -> Answer {
     Ok(response)
 }
 
-fn status(state: &AppState) -> Value {
+fn status(state: &AppState, principal: &Principal) -> Value {
     let registry = state.service.registry();
     let commands: Vec<&str> = registry
         .tools()
+        .filter(|(plugin, _)| principal.may_use(&plugin.manifest.name))
         .map(|(_, e)| e.qualified_name.as_str())
         .collect();
     json!({
@@ -531,6 +546,13 @@ mod tests {
             })
             .collect();
         assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn every_fixed_route_is_its_own_template() {
+        for (route, _) in ROUTES.iter().filter(|(r, _)| !r.contains('{')) {
+            assert_eq!(template(route), Some(*route));
+        }
     }
 
     #[test]

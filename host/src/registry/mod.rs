@@ -238,25 +238,45 @@ impl Registry {
         Some((plugin, entry))
     }
 
-    /// The tool `name` means: a qualified name, or a bare name only one plugin offers.
+    /// The tool `name` means to a caller limited to the `allowed` plugins (all without):
+    /// a qualified name, or a bare name only one of those plugins offers. Tools of other
+    /// plugins do not exist for that caller, not even in an ambiguity's candidates.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownTool`], or [`Error::AmbiguousTool`] with the candidates.
-    pub fn resolve_tool(&self, name: &str) -> Result<(&Arc<LoadedPlugin>, &ToolEntry), Error> {
+    pub fn resolve_tool(
+        &self,
+        name: &str,
+        allowed: Option<&[String]>,
+    ) -> Result<(&Arc<LoadedPlugin>, &ToolEntry), Error> {
+        let visible = |plugin: &LoadedPlugin| {
+            allowed.is_none_or(|allowed| allowed.contains(&plugin.manifest.name))
+        };
+        let unknown = || Error::UnknownTool {
+            tool: name.to_owned(),
+        };
         if let Some(found) = self.tool(name) {
-            return Ok(found);
+            return if visible(found.0) {
+                Ok(found)
+            } else {
+                Err(unknown())
+            };
         }
-        match self.bare_tools.get(name).map(Vec::as_slice) {
-            Some([only]) => self.tool(only).ok_or_else(|| Error::UnknownTool {
+        let candidates: Vec<(&Arc<LoadedPlugin>, &ToolEntry)> = self
+            .bare_tools
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|qualified| self.tool(qualified))
+            .filter(|(plugin, _)| visible(plugin))
+            .collect();
+        match candidates.as_slice() {
+            [only] => Ok(*only),
+            [] => Err(unknown()),
+            many => Err(Error::AmbiguousTool {
                 tool: name.to_owned(),
-            }),
-            Some(candidates) => Err(Error::AmbiguousTool {
-                tool: name.to_owned(),
-                candidates: candidates.to_vec(),
-            }),
-            None => Err(Error::UnknownTool {
-                tool: name.to_owned(),
+                candidates: many.iter().map(|(_, e)| e.qualified_name.clone()).collect(),
             }),
         }
     }
@@ -293,7 +313,24 @@ impl Registry {
         arguments: &Value,
         options: CallOptions,
     ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
-        let (plugin, entry) = self.resolve_tool(tool)?;
+        self.call_tool_as(runtime, tool, None, arguments, options)
+            .await
+    }
+
+    /// [`Registry::call_tool`] for a caller limited to the `allowed` plugins.
+    ///
+    /// # Errors
+    ///
+    /// As [`Registry::call_tool`]; another plugin's tool is unknown.
+    pub async fn call_tool_as(
+        &self,
+        runtime: &Runtime,
+        tool: &str,
+        allowed: Option<&[String]>,
+        arguments: &Value,
+        options: CallOptions,
+    ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
+        let (plugin, entry) = self.resolve_tool(tool, allowed)?;
         // Each message quotes the offending value, so both their number and their length
         // are capped: a hostile body must not turn into a larger error body.
         let problems: Vec<String> = entry

@@ -4,7 +4,7 @@ use super::{Error, Store};
 use rusqlite::{OptionalExtension, params};
 
 /// A stored key: everything but the key itself, which is never stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// Row id.
     pub id: i64,
@@ -28,8 +28,21 @@ pub struct StoredKey {
     pub active: bool,
 }
 
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The digest stays out of debug output, like the key.
+        f.debug_struct("StoredKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("prefix", &self.prefix)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A key to add.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewKey<'a> {
     /// SHA-256 of the key, hex.
     pub key_hash: &'a str,
@@ -117,6 +130,37 @@ impl Store {
             .optional()?)
     }
 
+    /// Adds `new` and sets key `old` to stop working at `old_until`, in one transaction.
+    /// Returns the new key's id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Sql`]; nothing changed then.
+    pub fn replace_key(&self, old: i64, new: &NewKey<'_>, old_until: &str) -> Result<i64, Error> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO api_keys (key_hash, name, permissions, role, plugins, prefix, expires_at) \
+             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
+            params![
+                new.key_hash,
+                new.name,
+                new.role,
+                new.plugins,
+                new.prefix,
+                new.expires_at
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE api_keys SET expires_at = ?2 \
+             WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            params![old, old_until],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
     /// Revokes key `id`; returns whether it was active.
     ///
     /// # Errors
@@ -128,20 +172,6 @@ impl Store {
             params![id],
         )?;
         Ok(changed == 1)
-    }
-
-    /// Sets when key `id` stops working (a rotation's grace period).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Sql`].
-    pub fn expire_key(&self, id: i64, expires_at: &str) -> Result<(), Error> {
-        self.conn().execute(
-            "UPDATE api_keys SET expires_at = ?2 \
-             WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-            params![id, expires_at],
-        )?;
-        Ok(())
     }
 
     /// Records when keys were last used, in one transaction: `(id, RFC 3339)` pairs.
