@@ -136,6 +136,19 @@ impl Service {
             .clone()
     }
 
+    /// A slot for one request that runs guest code (a tool call, a resource listing or
+    /// read, a prompt), held until dropped. Refused at once rather than queued: waiting is
+    /// bounded by this many requests.
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`] when [`Limits::max_inflight_calls`] are in progress.
+    pub fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Busy> {
+        self.inflight.clone().try_acquire_owned().map_err(|_| Busy {
+            limit: self.limits.max_inflight_calls,
+        })
+    }
+
     /// Statistics of `plugin`, if it has been called.
     pub fn plugin_stats(&self, plugin: &str) -> Option<Arc<PluginStats>> {
         self.stats
@@ -168,14 +181,7 @@ impl Service {
         source: Source,
         allowed: Option<&[String]>,
     ) -> Result<CallOutcome, Busy> {
-        // Refused at once rather than queued: waiting is bounded by this many calls.
-        let _permit = self
-            .inflight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Busy {
-                limit: self.limits.max_inflight_calls,
-            })?;
+        let _permit = self.enter()?;
         let started = Instant::now();
         let registry = self.registry();
         let resolved = registry

@@ -97,6 +97,13 @@ pub fn content_json(content: &Content) -> Value {
     }
 }
 
+/// The error for a request refused because too many are in progress: the transport answers
+/// it with 503 and `Retry-After`.
+fn busy_error(busy: &crate::service::Busy) -> RpcError {
+    RpcError::new(INTERNAL_ERROR, busy.to_string())
+        .with_data(json!({ (RETRY_AFTER_KEY): BUSY_RETRY_AFTER_SECS }))
+}
+
 /// A tool-level failure: an `isError` result the model can read and act on.
 fn tool_error(message: impl Into<String>) -> Value {
     json!({ "content": [{ "type": "text", "text": message.into() }], "isError": true })
@@ -181,10 +188,7 @@ impl McpServer {
                 context.plugins.as_deref(),
             )
             .await
-            .map_err(|busy| {
-                RpcError::new(INTERNAL_ERROR, busy.to_string())
-                    .with_data(json!({ (RETRY_AFTER_KEY): BUSY_RETRY_AFTER_SECS }))
-            })?;
+            .map_err(|busy| busy_error(&busy))?;
         match outcome.result {
             Ok(Ok(result)) => {
                 let mut answer = json!({
@@ -271,6 +275,7 @@ impl McpServer {
         context: &RequestContext,
     ) -> Result<Value, RpcError> {
         cursor_offset(params)?;
+        let _slot = self.service.enter().map_err(|busy| busy_error(&busy))?;
         let resources = self.all_resources(context).await;
         let items = resources.into_iter().map(|(_, resource)| {
             let mut item = json!({ "uri": resource.uri, "name": resource.name });
@@ -316,6 +321,7 @@ impl McpServer {
         context: &RequestContext,
     ) -> Result<Value, RpcError> {
         let uri = required_str(params, "uri")?;
+        let _slot = self.service.enter().map_err(|busy| busy_error(&busy))?;
         // 2026-07-28 moved "resource not found" to invalid params.
         let not_found_code = if *era == Era::Stateless {
             INVALID_PARAMS
@@ -437,6 +443,7 @@ impl McpServer {
                 missing.name
             )));
         }
+        let _slot = self.service.enter().map_err(|busy| busy_error(&busy))?;
         let rendered = self
             .service
             .runtime
