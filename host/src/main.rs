@@ -280,6 +280,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         registry,
         store,
         config.limits.clone(),
+        config.plugins_dir.clone(),
     ));
     let admission = Admission {
         allowed_origins: config.allowed_origins.clone(),
@@ -293,9 +294,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .map(|oauth| Arc::new(auth::OAuth::new(oauth))),
     };
     let state = Arc::new(AppState::new(service, admission));
+    reload_on_sighup(state.clone());
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("waygate stopped");
     Ok(())
+}
+
+/// Reloads the plugins on every SIGHUP, as `POST /plugins/reload` does.
+fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /plugins/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match http::reload(&state).await {
+                Ok(report) => tracing::info!(
+                    loaded = report.loaded.len(),
+                    failed = report.failed.len(),
+                    "reloaded on SIGHUP"
+                ),
+                Err(error) => tracing::warn!(%error, "SIGHUP ignored"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

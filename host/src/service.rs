@@ -10,6 +10,7 @@ use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, Store};
 use crate::telemetry::{ErrorLog, Metrics, PluginLabels};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,6 +37,32 @@ pub struct Service {
     stats: RwLock<HashMap<String, Arc<PluginStats>>>,
     /// One permit per tool call in progress: [`Limits::max_inflight_calls`].
     inflight: Arc<tokio::sync::Semaphore>,
+    /// Where plugin packages are, for reloads.
+    plugins_dir: PathBuf,
+    /// Held while a reload builds and swaps a registry: reloads never overlap.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+/// A reload refused: another one is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a reload is already in progress; try again when it finishes")]
+pub struct ReloadInProgress;
+
+/// What a reload did.
+#[derive(Debug)]
+pub struct ReloadReport {
+    /// Plugins serving after the swap that loaded in this reload.
+    pub loaded: Vec<String>,
+    /// Packages that did not load, with the version still serving in their place if any.
+    pub failed: Vec<registry::LoadFailure>,
+    /// How long the reload took.
+    pub duration: Duration,
+    /// Whether the set of tools (names, schemas, descriptions) changed.
+    pub tools_changed: bool,
+    /// Whether the set of prompts changed.
+    pub prompts_changed: bool,
+    /// Whether any plugin was added, removed or replaced, which may change resources.
+    pub plugins_changed: bool,
 }
 
 /// A tool call refused before it started: [`Limits::max_inflight_calls`] are in progress.
@@ -102,12 +129,13 @@ impl CallOutcome {
 }
 
 impl Service {
-    /// The services over a loaded registry; starts the history writer.
+    /// The services over a registry loaded from `plugins_dir`; starts the history writer.
     pub fn new(
         runtime: Arc<Runtime>,
         registry: Registry,
         store: Arc<Store>,
         limits: Limits,
+        plugins_dir: PathBuf,
     ) -> Self {
         let history = HistoryWriter::start(store.clone(), limits.command_history_rows);
         let inflight = Arc::new(tokio::sync::Semaphore::new(
@@ -124,6 +152,8 @@ impl Service {
             errors: ErrorLog::default(),
             stats: RwLock::new(HashMap::new()),
             inflight,
+            plugins_dir,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -134,6 +164,46 @@ impl Service {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Loads the plugins directory again and swaps the new registry in at once: calls in
+    /// flight finish on the registry they started with, later calls see the new one. A
+    /// package that fails keeps its previous version serving, if it had one.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadInProgress`] while another reload runs.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadInProgress> {
+        let _reloading = self.reloading.try_lock().map_err(|_| ReloadInProgress)?;
+        let started = Instant::now();
+        let previous = self.registry();
+        let mut next = Registry::load(&self.runtime, &self.plugins_dir, self.limits.plugin).await;
+        let kept = next.keep_serving(&previous);
+        let loaded: Vec<String> = next
+            .plugins()
+            .filter(|p| next.failures().iter().all(|f| f.plugin != p.manifest.name))
+            .map(|p| p.manifest.name.clone())
+            .collect();
+        let report = ReloadReport {
+            loaded,
+            failed: next.failures().to_vec(),
+            duration: started.elapsed(),
+            tools_changed: tool_signature(&previous) != tool_signature(&next),
+            prompts_changed: prompt_signature(&previous) != prompt_signature(&next),
+            plugins_changed: plugin_signature(&previous) != plugin_signature(&next),
+        };
+        *self
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+        tracing::info!(
+            loaded = report.loaded.len(),
+            failed = report.failed.len(),
+            kept_previous = kept,
+            duration_ms = report.duration.as_millis() as u64,
+            "plugins reloaded"
+        );
+        Ok(report)
     }
 
     /// A slot for one request that runs guest code (a tool call, a resource listing or
@@ -265,6 +335,35 @@ impl Service {
             );
         }
     }
+}
+
+/// What clients see of the tools: names, descriptions and schemas.
+fn tool_signature(registry: &Registry) -> Vec<String> {
+    registry
+        .tools()
+        .map(|(_, e)| {
+            format!(
+                "{}\u{0}{}\u{0}{}\u{0}{:?}",
+                e.qualified_name, e.tool.description, e.input_schema, e.output_schema
+            )
+        })
+        .collect()
+}
+
+/// What clients see of the prompts.
+fn prompt_signature(registry: &Registry) -> Vec<String> {
+    registry
+        .prompts()
+        .map(|(_, name, p)| format!("{name}\u{0}{:?}\u{0}{:?}", p.description, p.arguments.len()))
+        .collect()
+}
+
+/// Which plugin builds serve: names and content hashes.
+fn plugin_signature(registry: &Registry) -> Vec<(String, String)> {
+    registry
+        .plugins()
+        .map(|p| (p.manifest.name.clone(), p.guest.content_hash().to_owned()))
+        .collect()
 }
 
 /// A history record that is written when dropped: as `cancelled` unless

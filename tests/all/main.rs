@@ -10,5 +10,6 @@ mod limits;
 mod mcp;
 mod oauth;
 mod plugins;
+mod reload;
 mod store;
 mod support;

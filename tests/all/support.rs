@@ -360,6 +360,7 @@ impl TestServer {
             registry,
             env.store.clone(),
             env.limits.clone(),
+            env.plugins.clone(),
         ));
         let admission = Admission {
             allowed_origins,

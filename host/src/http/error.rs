@@ -64,6 +64,11 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
+    /// 409 with `INVALID_REQUEST`: the spec has no code of its own for a conflict.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "INVALID_REQUEST", message)
+    }
+
     /// 429 `RATE_LIMITED`.
     pub fn rate_limited(per_minute: u32) -> Self {
         Self::new(

@@ -22,8 +22,8 @@ pub use rest::ROUTES;
 use crate::auth::{self, Access, AuthError, KeyRing, OAuth, Principal, Role};
 use crate::config::limits::MAX_REQUEST_HEAD_BYTES;
 use crate::config::{Limits, MetricsAccess, RateLimitConfig};
-use crate::mcp::McpServer;
-use crate::service::Service;
+use crate::mcp::{ListChange, McpServer};
+use crate::service::{ReloadInProgress, ReloadReport, Service};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -217,6 +217,27 @@ impl AppState {
                     .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
             })
     }
+}
+
+/// Reloads the plugins and tells every open notification stream what changed. Used by
+/// `POST /plugins/reload` and by SIGHUP.
+///
+/// # Errors
+///
+/// [`ReloadInProgress`] while another reload runs.
+pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadInProgress> {
+    let report = state.service.reload().await?;
+    let changes = [
+        (report.tools_changed, ListChange::Tools),
+        (report.prompts_changed, ListChange::Prompts),
+        (report.plugins_changed, ListChange::Resources),
+    ];
+    for (changed, change) in changes {
+        if changed {
+            state.mcp.list_changed(change);
+        }
+    }
+    Ok(report)
 }
 
 /// Whether `authority` (`host[:port]`) names this machine's loopback interface.

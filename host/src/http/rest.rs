@@ -32,6 +32,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/mcp/commands", &[Method::GET]),
     ("/mcp/commands/history", &[Method::GET]),
     ("/plugins", &[Method::GET]),
+    ("/plugins/reload", &[Method::POST]),
     ("/plugins/{name}", &[Method::GET]),
     ("/diagnostics/connection", &[Method::GET]),
     ("/diagnostics/performance", &[Method::GET]),
@@ -91,6 +92,7 @@ pub(super) async fn route(
             OPENAPI.as_bytes().to_vec(),
         )),
         ("/plugins", &Method::GET) => list_plugins(state, parts, principal),
+        ("/plugins/reload", &Method::POST) => reload_plugins(state).await,
         ("/plugins/{name}", &Method::GET) => {
             plugin_info(state, &path["/plugins/".len()..], principal)
         }
@@ -310,6 +312,32 @@ fn list_plugins(state: &AppState, parts: &Parts, principal: &Principal) -> Answe
     );
     page.headers(total, parts, response.headers_mut());
     Ok(response)
+}
+
+async fn reload_plugins(state: &AppState) -> Answer {
+    let report = super::reload(state)
+        .await
+        .map_err(|busy| ApiError::conflict(busy.to_string()))?;
+    let serving = state.service.registry().plugins().count();
+    let failed: Vec<Value> = report
+        .failed
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.plugin,
+                "error": f.reason,
+                "path": f.path.display().to_string(),
+                "serving_version": f.serving,
+            })
+        })
+        .collect();
+    ok(&json!({
+        "status": "plugins_reloaded",
+        "count": serving,
+        "loaded": report.loaded,
+        "failed": failed,
+        "duration_ms": report.duration.as_millis() as u64,
+    }))
 }
 
 fn plugin_info(state: &AppState, name: &str, principal: &Principal) -> Answer {

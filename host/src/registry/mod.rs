@@ -89,6 +89,8 @@ pub struct LoadFailure {
     pub path: PathBuf,
     /// What went wrong, for operators.
     pub reason: String,
+    /// The version still serving in its place, when a reload kept the previous one.
+    pub serving: Option<String>,
 }
 
 /// The set of loaded plugins at one moment; immutable once built.
@@ -115,6 +117,7 @@ impl Registry {
                     plugin: String::new(),
                     path: dir.to_owned(),
                     reason,
+                    serving: None,
                 });
                 Vec::new()
             }
@@ -166,6 +169,7 @@ impl Registry {
                         plugin,
                         path,
                         reason,
+                        serving: None,
                     });
                 }
             }
@@ -203,6 +207,33 @@ impl Registry {
             "plugin loaded"
         );
         self.plugins.insert(name, Arc::new(plugin));
+    }
+
+    /// Keeps serving, from `previous`, every plugin that failed to load here but was
+    /// loaded there: a broken update never takes a working plugin out of service. Returns
+    /// how many were kept.
+    pub fn keep_serving(&mut self, previous: &Registry) -> usize {
+        let mut kept = 0;
+        for failure in &mut self.failures {
+            if self.plugins.contains_key(&failure.plugin) {
+                continue;
+            }
+            let Some(old) = previous.plugins.get(&failure.plugin) else {
+                continue;
+            };
+            failure.serving = Some(old.metadata.version.clone());
+            for entry in &old.tools {
+                self.tools
+                    .insert(entry.qualified_name.clone(), failure.plugin.clone());
+                self.bare_tools
+                    .entry(entry.tool.name.clone())
+                    .or_default()
+                    .push(entry.qualified_name.clone());
+            }
+            self.plugins.insert(failure.plugin.clone(), old.clone());
+            kept += 1;
+        }
+        kept
     }
 
     /// The loaded plugins, by name.

@@ -1,0 +1,135 @@
+//! Hot reload on a real server: plugins added, updated, broken and removed while it
+//! serves; calls in flight finish on the version they started with; listeners hear about
+//! the change; reloads never overlap.
+
+use crate::support::{TestEnv, TestServer, example, fixture};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn reload(server: &TestServer) -> (u16, Value) {
+    server.post("/plugins/reload", "").await
+}
+
+fn tool_names(server_response: &Value) -> Vec<String> {
+    server_response["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn plugins_come_and_go_and_a_broken_update_keeps_the_old_version() {
+    let env = TestEnv::new();
+    env.add("echo", &example("echo"), "");
+    let server = TestServer::start(env).await;
+    let listen = json!({"jsonrpc": "2.0", "id": "l", "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let headers = [
+        ("accept", "text/event-stream"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "subscriptions/listen"),
+    ];
+    let mut stream = server
+        .open_stream("POST", "/mcp", &headers, Some(&listen.to_string()))
+        .await;
+    assert!(
+        stream.next_message(Duration::from_secs(5)).await.is_some(),
+        "ack"
+    );
+
+    // Added.
+    server
+        .env
+        .add("text-analyzer", &example("text-analyzer"), "");
+    let (status, body) = reload(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "plugins_reloaded");
+    assert_eq!(body["count"], 2);
+    assert!(body["duration_ms"].is_u64());
+    let (_, commands) = server.get("/mcp/commands").await;
+    assert!(tool_names(&commands).contains(&"text-analyzer__analyze".to_owned()));
+    let note = stream
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("a change");
+    assert_eq!(note["method"], "notifications/tools/list_changed");
+
+    // Broken: the old version keeps serving, and the answer says so.
+    std::fs::write(
+        server.env.plugins.join("echo/plugin.wasm"),
+        b"not a component",
+    )
+    .unwrap();
+    let (status, body) = reload(&server).await;
+    assert_eq!(status, 200);
+    let failed = &body["failed"][0];
+    assert_eq!(failed["name"], "echo");
+    assert_eq!(failed["serving_version"], "0.1.0");
+    assert!(!failed["error"].as_str().unwrap().is_empty());
+    let (status, _) = server
+        .post(
+            "/mcp/execute",
+            r#"{"action":"echo__echo","params":{"message":"still"}}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "the previous echo still answers");
+
+    // Removed.
+    std::fs::remove_dir_all(server.env.plugins.join("text-analyzer")).unwrap();
+    let (status, body) = reload(&server).await;
+    assert_eq!((status, body["count"].as_u64()), (200, Some(1)), "{body}");
+    let (status, _) = server
+        .post(
+            "/mcp/execute",
+            r#"{"action":"text-analyzer__analyze","params":{"text":"x"}}"#,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let note = stream
+        .next_message(Duration::from_secs(5))
+        .await
+        .expect("a change");
+    assert_eq!(note["method"], "notifications/tools/list_changed");
+}
+
+#[tokio::test]
+async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
+    let env = TestEnv::new();
+    env.add("hostile", &fixture("hostile"), "");
+    let server = TestServer::start(env).await;
+    let call = server.post("/mcp/execute", r#"{"action":"hostile__progress"}"#);
+    let remove = async {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        std::fs::remove_dir_all(server.env.plugins.join("hostile")).unwrap();
+        reload(&server).await
+    };
+    let ((call_status, call_body), (reload_status, reload_body)) = tokio::join!(call, remove);
+    assert_eq!(reload_status, 200, "{reload_body}");
+    assert_eq!(reload_body["count"], 0);
+    assert_eq!(call_status, 200, "{call_body}");
+    assert_eq!(call_body["result"]["message"], "done");
+    let (status, _) = server
+        .post("/mcp/execute", r#"{"action":"hostile__ok"}"#)
+        .await;
+    assert_eq!(status, 404, "gone after the swap");
+}
+
+#[tokio::test]
+async fn reloads_never_overlap_and_need_an_admin() {
+    let env = TestEnv::new();
+    env.add_examples();
+    let server = TestServer::start(env).await;
+    let (first, second) = tokio::join!(reload(&server), reload(&server));
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{first:?} {second:?}");
+    let caller = server.create_key(waygate::auth::Role::Caller, None);
+    let r = server
+        .send("POST", "/plugins/reload", &[("x-api-key", &caller)], None)
+        .await;
+    assert_eq!(r.status, 403);
+}
