@@ -133,3 +133,78 @@ async fn reloads_never_overlap_and_need_an_admin() {
         .await;
     assert_eq!(r.status, 403);
 }
+
+/// Clients keep calling while plugins are reloaded again and again (an update, an added
+/// plugin, a removed one, a broken one): no call to a plugin that stays fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_call_fails_while_plugins_are_reloaded() {
+    let env = TestEnv::new();
+    env.add("echo", &example("echo"), "");
+    let server = std::sync::Arc::new(TestServer::start(env).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let server = server.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = format!(r#"{{"action":"echo__echo","params":{{"message":"{n}"}}}}"#);
+                    let (status, answer) = server.post("/mcp/execute", &body).await;
+                    if status == 200 && answer["result"]["message"] == n.to_string() {
+                        ok += 1;
+                    } else {
+                        failed.push((status, answer));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let plugins = server.env.plugins.clone();
+    let echo_wasm = example("echo");
+    for round in 0..6 {
+        match round % 3 {
+            // An update: the same plugin, written anew (its manifest version moves on).
+            0 => {
+                std::fs::copy(&echo_wasm, plugins.join("echo/plugin.wasm")).unwrap();
+                std::fs::write(
+                    plugins.join("echo/plugin.toml"),
+                    format!("name = \"echo\"\nversion = \"0.1.{round}\"\n"),
+                )
+                .unwrap();
+            }
+            // Another plugin comes and a broken one appears.
+            1 => {
+                server
+                    .env
+                    .add("text-analyzer", &example("text-analyzer"), "");
+                let broken = plugins.join("broken");
+                std::fs::create_dir_all(&broken).unwrap();
+                std::fs::write(
+                    broken.join("plugin.toml"),
+                    "name = \"broken\"\nversion = \"1\"\n",
+                )
+                .unwrap();
+                std::fs::write(broken.join("plugin.wasm"), b"\0asm garbage").unwrap();
+            }
+            // They go again.
+            _ => {
+                std::fs::remove_dir_all(plugins.join("text-analyzer")).unwrap();
+                std::fs::remove_dir_all(plugins.join("broken")).unwrap();
+            }
+        }
+        let (status, body) = reload(&server).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let (ok, failed) = client.await.unwrap();
+        assert!(failed.is_empty(), "failed calls: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 20, "the clients kept calling: {total} calls");
+    eprintln!("{total} calls, none failed, across 6 reloads");
+}
