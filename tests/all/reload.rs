@@ -151,7 +151,9 @@ async fn no_call_fails_while_plugins_are_reloaded() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let body = format!(r#"{{"action":"echo__echo","params":{{"message":"{n}"}}}}"#);
                     let (status, answer) = server.post("/mcp/execute", &body).await;
-                    if status == 200 && answer["result"]["message"] == n.to_string() {
+                    if status == 200
+                        && answer["result"]["message"].as_str() == Some(n.to_string().as_str())
+                    {
                         ok += 1;
                     } else {
                         failed.push((status, answer));
