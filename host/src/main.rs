@@ -263,7 +263,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let registry = Registry::load(&runtime, &config.plugins_dir, config.limits.plugin).await;
+    let disabled = store.disabled_plugins()?;
+    let registry = Registry::load_except(
+        &runtime,
+        &config.plugins_dir,
+        config.limits.plugin,
+        &disabled,
+    )
+    .await;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;

@@ -6,7 +6,7 @@
 use crate::config::Limits;
 use crate::registry::{self, Registry};
 use crate::runtime::{self, CallError, CallOptions, Limit, Runtime, ToolResult};
-use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, Store};
+use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, PluginState, Store};
 use crate::telemetry::{ErrorLog, Metrics, PluginLabels};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -137,6 +137,7 @@ impl Service {
         limits: Limits,
         plugins_dir: PathBuf,
     ) -> Self {
+        record_states(&store, &registry);
         let history = HistoryWriter::start(store.clone(), limits.command_history_rows);
         let inflight = Arc::new(tokio::sync::Semaphore::new(
             limits.max_inflight_calls as usize,
@@ -177,7 +178,26 @@ impl Service {
         let _reloading = self.reloading.try_lock().map_err(|_| ReloadInProgress)?;
         let started = Instant::now();
         let previous = self.registry();
-        let mut next = Registry::load(&self.runtime, &self.plugins_dir, self.limits.plugin).await;
+        let store = self.store.clone();
+        let disabled = tokio::task::spawn_blocking(move || store.disabled_plugins())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            // Without the stored list, whatever was disabled stays so.
+            .unwrap_or_else(|| {
+                previous
+                    .disabled()
+                    .iter()
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            });
+        let mut next = Registry::load_except(
+            &self.runtime,
+            &self.plugins_dir,
+            self.limits.plugin,
+            &disabled,
+        )
+        .await;
         let kept = next.keep_serving(&previous);
         let loaded: Vec<String> = next
             .plugins()
@@ -192,10 +212,13 @@ impl Service {
             prompts_changed: prompt_signature(&previous) != prompt_signature(&next),
             plugins_changed: plugin_signature(&previous) != plugin_signature(&next),
         };
+        let next = Arc::new(next);
         *self
             .registry
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || record_states(&store, &next)).await;
         tracing::info!(
             loaded = report.loaded.len(),
             failed = report.failed.len(),
@@ -334,6 +357,62 @@ impl Service {
                 serde_json::json!({ "request_id": request_id, "plugin": plugin, "tool": tool }),
             );
         }
+    }
+}
+
+/// Writes every package's state after a load to the store; a failure is logged, and the
+/// next load writes again.
+fn record_states(store: &Store, registry: &Registry) {
+    let failed: std::collections::HashMap<&str, &registry::LoadFailure> = registry
+        .failures()
+        .iter()
+        .map(|f| (f.plugin.as_str(), f))
+        .collect();
+    let mut states: Vec<PluginState> = registry
+        .plugins()
+        .map(|p| PluginState {
+            name: p.manifest.name.clone(),
+            // A package whose update failed is failed, though its old version serves.
+            status: if failed.contains_key(p.manifest.name.as_str()) {
+                "failed"
+            } else {
+                "active"
+            },
+            version: Some(p.metadata.version.clone()),
+            module_path: p.module_path.display().to_string(),
+            content_hash: Some(p.guest.content_hash().to_owned()),
+            config: Some(p.manifest.config_json().to_string()),
+            error: failed
+                .get(p.manifest.name.as_str())
+                .map(|f| f.reason.clone()),
+        })
+        .collect();
+    states.extend(
+        registry
+            .failures()
+            .iter()
+            .filter(|f| !f.plugin.is_empty() && registry.plugin(&f.plugin).is_none())
+            .map(|f| PluginState {
+                name: f.plugin.clone(),
+                status: "failed",
+                version: None,
+                module_path: f.path.display().to_string(),
+                content_hash: None,
+                config: None,
+                error: Some(f.reason.clone()),
+            }),
+    );
+    states.extend(registry.disabled().iter().map(|(name, path)| PluginState {
+        name: name.clone(),
+        status: "disabled",
+        version: None,
+        module_path: path.display().to_string(),
+        content_hash: None,
+        config: None,
+        error: None,
+    }));
+    if let Err(error) = store.record_plugin_states(&states) {
+        tracing::error!(%error, "cannot record plugin states");
     }
 }
 

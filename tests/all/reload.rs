@@ -210,3 +210,53 @@ async fn no_call_fails_while_plugins_are_reloaded() {
     assert!(total > 20, "the clients kept calling: {total} calls");
     eprintln!("{total} calls, none failed, across 6 reloads");
 }
+
+#[test]
+fn a_disabled_plugin_stays_out_of_service_across_restarts() {
+    use crate::support::{ADMIN_KEY, blocking_request, spawn_binary};
+    let data = tempfile::tempdir().unwrap();
+    let admin = [("x-api-key", ADMIN_KEY)];
+    let call = |addr: &str| {
+        blocking_request(
+            addr,
+            "POST",
+            "/mcp/execute",
+            &admin,
+            r#"{"action":"hostile__ok"}"#,
+        )
+        .0
+    };
+    let server = spawn_binary(data.path(), &[("WAYGATE_RATE_LIMITS", "off")]);
+    assert_eq!(call(&server.addr), 200);
+    let (status, body) =
+        blocking_request(&server.addr, "POST", "/plugins/hostile/disable", &admin, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""status":"disabled""#), "{body}");
+    assert_eq!(call(&server.addr), 404, "out of service at once");
+    drop(server);
+
+    let server = spawn_binary(data.path(), &[("WAYGATE_RATE_LIMITS", "off")]);
+    assert_eq!(call(&server.addr), 404, "still out after a restart");
+    let (_, plugins) = blocking_request(&server.addr, "GET", "/plugins", &admin, "");
+    assert!(plugins.contains(r#""status":"disabled""#), "{plugins}");
+    let (status, body) =
+        blocking_request(&server.addr, "POST", "/plugins/hostile/enable", &admin, "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""status":"active""#), "{body}");
+    assert_eq!(call(&server.addr), 200);
+    let (status, _) = blocking_request(&server.addr, "POST", "/plugins/nope/disable", &admin, "");
+    assert_eq!(status, 404);
+
+    // The store keeps every package's state.
+    drop(server);
+    let db = rusqlite::Connection::open(data.path().join("waygate.db")).unwrap();
+    let (state, hash): (String, Option<String>) = db
+        .query_row(
+            "SELECT status, content_hash FROM plugins WHERE name = 'hostile'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(state, "active");
+    assert_eq!(hash.map(|h| h.len()), Some(64));
+}

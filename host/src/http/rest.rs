@@ -34,6 +34,8 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/plugins", &[Method::GET]),
     ("/plugins/reload", &[Method::POST]),
     ("/plugins/{name}", &[Method::GET]),
+    ("/plugins/{name}/disable", &[Method::POST]),
+    ("/plugins/{name}/enable", &[Method::POST]),
     ("/diagnostics/connection", &[Method::GET]),
     ("/diagnostics/performance", &[Method::GET]),
     ("/diagnostics/errors", &[Method::GET]),
@@ -52,8 +54,13 @@ pub(super) fn template(path: &str) -> Option<&'static str> {
     {
         return Some(exact);
     }
-    let name = path.strip_prefix("/plugins/")?;
-    (!name.is_empty() && !name.contains('/')).then_some("/plugins/{name}")
+    let rest = path.strip_prefix("/plugins/")?;
+    match rest.split_once('/') {
+        None if !rest.is_empty() => Some("/plugins/{name}"),
+        Some((name, "disable")) if !name.is_empty() => Some("/plugins/{name}/disable"),
+        Some((name, "enable")) if !name.is_empty() => Some("/plugins/{name}/enable"),
+        _ => None,
+    }
 }
 
 /// The OpenAPI document of these routes.
@@ -93,9 +100,13 @@ pub(super) async fn route(
         )),
         ("/plugins", &Method::GET) => list_plugins(state, parts, principal),
         ("/plugins/reload", &Method::POST) => reload_plugins(state).await,
-        ("/plugins/{name}", &Method::GET) => {
-            plugin_info(state, &path["/plugins/".len()..], principal)
+        ("/plugins/{name}/disable", &Method::POST) => {
+            switch_plugin(state, plugin_segment(path), true).await
         }
+        ("/plugins/{name}/enable", &Method::POST) => {
+            switch_plugin(state, plugin_segment(path), false).await
+        }
+        ("/plugins/{name}", &Method::GET) => plugin_info(state, plugin_segment(path), principal),
         ("/mcp/commands", &Method::GET) => ok(&commands(state, principal)),
         ("/mcp/commands/history", &Method::GET) => history(state, parts).await,
         ("/mcp/status", &Method::GET) => ok(&status(state, principal)),
@@ -299,7 +310,12 @@ fn list_plugins(state: &AppState, parts: &Parts, principal: &Principal) -> Answe
     let failed = failures.map(|f| {
         json!({ "name": f.plugin, "status": "failed", "error": f.reason, "path": f.path.display().to_string() })
     });
-    let all: Vec<Value> = loaded.chain(failed).collect();
+    let disabled = registry
+        .disabled()
+        .iter()
+        .filter(|(name, _)| principal.may_use(name))
+        .map(|(name, path)| json!({ "name": name, "status": "disabled", "path": path.display().to_string() }));
+    let all: Vec<Value> = loaded.chain(failed).chain(disabled).collect();
     let total = all.len() as u64;
     let plugins: Vec<Value> = all
         .into_iter()
@@ -312,6 +328,44 @@ fn list_plugins(state: &AppState, parts: &Parts, principal: &Principal) -> Answe
     );
     page.headers(total, parts, response.headers_mut());
     Ok(response)
+}
+
+/// The `{name}` of a `/plugins/{name}…` path.
+fn plugin_segment(path: &str) -> &str {
+    let rest = path.strip_prefix("/plugins/").unwrap_or_default();
+    rest.split('/').next().unwrap_or_default()
+}
+
+/// Takes plugin `name` out of service, or back in: the wish is stored (it outlasts reloads
+/// and restarts), then the plugins are reloaded so it holds at once.
+async fn switch_plugin(state: &AppState, name: &str, disable: bool) -> Answer {
+    let registry = state.service.registry();
+    let known = registry.plugin(name).is_some()
+        || registry.failures().iter().any(|f| f.plugin == name)
+        || registry.disabled().iter().any(|(n, _)| n == name);
+    if !known {
+        return Err(ApiError::not_found(format!("unknown plugin {name:?}")));
+    }
+    let store = state.service.store.clone();
+    let owned = name.to_owned();
+    tokio::task::spawn_blocking(move || store.set_plugin_disabled(&owned, disable))
+        .await
+        .map_err(|e| ApiError::internal("", &e))?
+        .map_err(|e| ApiError::unavailable(format!("database: {e}")))?;
+    let report = super::reload(state).await.map_err(|busy| {
+        ApiError::conflict(format!("{busy}; the change applies at the next reload"))
+    })?;
+    let registry = state.service.registry();
+    let status = if registry.disabled().iter().any(|(n, _)| n == name) {
+        "disabled"
+    } else if report.failed.iter().any(|f| f.plugin == name) {
+        "failed"
+    } else {
+        "active"
+    };
+    ok(
+        &json!({ "name": name, "status": status, "duration_ms": report.duration.as_millis() as u64 }),
+    )
 }
 
 async fn reload_plugins(state: &AppState) -> Answer {

@@ -101,6 +101,8 @@ pub struct Registry {
     /// Bare tool name → the qualified names that share it, so a unique bare name resolves.
     bare_tools: BTreeMap<String, Vec<String>>,
     failures: Vec<LoadFailure>,
+    /// Packages the operator took out of service, by name, with their directories.
+    disabled: Vec<(String, PathBuf)>,
 }
 
 impl Registry {
@@ -109,7 +111,19 @@ impl Registry {
     /// the others still load. Tool and prompt names are qualified by the plugin's name
     /// ([`qualify`]), so two plugins may offer a tool of the same name.
     pub async fn load(runtime: &Arc<Runtime>, dir: &Path, defaults: PluginLimits) -> Registry {
+        Self::load_except(runtime, dir, defaults, &std::collections::HashSet::new()).await
+    }
+
+    /// [`Registry::load`], leaving out the packages whose plugins are named in `disabled`;
+    /// they are listed in [`Registry::disabled`].
+    pub async fn load_except(
+        runtime: &Arc<Runtime>,
+        dir: &Path,
+        defaults: PluginLimits,
+        disabled: &std::collections::HashSet<String>,
+    ) -> Registry {
         let mut failures = Vec::new();
+        let mut left_out = Vec::new();
         let packages = match discover(dir) {
             Ok(packages) => packages,
             Err(reason) => {
@@ -122,6 +136,14 @@ impl Registry {
                 Vec::new()
             }
         };
+        let (packages, skipped): (Vec<PathBuf>, Vec<PathBuf>) = packages
+            .into_iter()
+            .partition(|path| Manifest::read(path).map_or(true, |m| !disabled.contains(&m.name)));
+        for path in skipped {
+            if let Ok(manifest) = Manifest::read(&path) {
+                left_out.push((manifest.name, path));
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let mut paths = std::collections::HashMap::new();
         for (index, path) in packages.into_iter().enumerate() {
@@ -159,6 +181,7 @@ impl Registry {
             tools: BTreeMap::new(),
             bare_tools: BTreeMap::new(),
             failures,
+            disabled: left_out,
         };
         for (_, path, result) in results {
             match result.and_then(|plugin| registry.check_unique(plugin)) {
@@ -244,6 +267,11 @@ impl Registry {
     /// One loaded plugin.
     pub fn plugin(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
         self.plugins.get(name)
+    }
+
+    /// The packages left out because their plugins are disabled: name and directory.
+    pub fn disabled(&self) -> &[(String, PathBuf)] {
+        &self.disabled
     }
 
     /// The packages that did not load.

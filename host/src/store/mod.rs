@@ -5,9 +5,11 @@
 
 mod history;
 mod keys;
+mod plugins;
 
 pub use history::{CommandRecord, CommandRow, HistoryWriter, MAX_RECORDED_BYTES};
 pub use keys::{NewKey, StoredKey};
+pub use plugins::PluginState;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
@@ -25,6 +27,7 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../../migrations/0002_command_history_context.sql"
     )),
     M::up(include_str!("../../../migrations/0003_api_key_roles.sql")),
+    M::up(include_str!("../../../migrations/0004_plugin_state.sql")),
 ];
 
 /// Why a store operation failed.
