@@ -19,6 +19,7 @@ use waygate::store::Store;
 const EXIT_CONFIG: u8 = 2;
 
 mod keys_cli;
+mod reload_cli;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +34,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Ask a running server to reload its plugins (as POST /plugins/reload or SIGHUP).
+    Reload {
+        /// The server's address [env: WAYGATE_BIND] [default: 127.0.0.1:8000].
+        #[arg(long)]
+        bind: Option<String>,
+        /// Config file [env: WAYGATE_CONFIG].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// An admin key.
+        #[arg(long, env = "WAYGATE_KEY", hide_env_values = true)]
+        key: String,
+    },
     /// Manage API keys in the database of --data (a running server follows at once).
     Keys {
         /// Data directory holding the database [env: WAYGATE_DATA] [default: data].
@@ -71,6 +84,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = |key: &str| std::env::var(key).ok();
     match cli.command {
+        Command::Reload { bind, config, key } => {
+            let overrides = Overrides {
+                config,
+                bind,
+                ..Overrides::default()
+            };
+            let config = match config::load(&overrides, env) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("waygate: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match reload_cli::run(&config.bind.to_string(), &key) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("waygate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Keys {
             data,
             config,

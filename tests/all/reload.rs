@@ -260,3 +260,28 @@ fn a_disabled_plugin_stays_out_of_service_across_restarts() {
     assert_eq!(state, "active");
     assert_eq!(hash.map(|h| h.len()), Some(64));
 }
+
+#[test]
+fn the_reload_command_asks_the_running_server() {
+    use crate::support::{ADMIN_KEY, spawn_binary};
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[]);
+    let reload = |key: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+            .args(["reload", "--bind", &server.addr])
+            .env("WAYGATE_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let done = reload(ADMIN_KEY);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(out.contains("1 serving"), "{out}");
+    let refused = reload("wg_wrong00000000000000000000000000000000000");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
+}
