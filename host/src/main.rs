@@ -301,7 +301,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = Registry::load_except(
         &runtime,
         &config.plugins_dir,
-        config.limits.plugin,
+        config.limits.plugin_policy(),
         &disabled,
     )
     .await;

@@ -194,7 +194,7 @@ impl Service {
         let mut next = Registry::load_except(
             &self.runtime,
             &self.plugins_dir,
-            self.limits.plugin,
+            self.limits.plugin_policy(),
             &disabled,
         )
         .await;

@@ -300,3 +300,21 @@ async fn arguments_that_break_the_schema_never_reach_the_plugin() {
         other => panic!("expected invalid arguments, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_manifest_cannot_raise_a_limit_past_the_operators_ceiling() {
+    let env = TestEnv::new();
+    env.add(
+        "hostile",
+        &fixture("hostile"),
+        "[limits]\ntimeout_ms = 600000",
+    );
+    let registry = env.registry().await;
+    assert!(registry.plugin("hostile").is_none());
+    let reason = &registry.failures()[0].reason;
+    assert!(
+        reason.contains("timeout_ms = 600000")
+            && reason.contains("limits.plugin_ceiling.timeout_ms"),
+        "{reason}"
+    );
+}

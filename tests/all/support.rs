@@ -139,7 +139,7 @@ impl TestEnv {
     }
 
     pub async fn registry(&self) -> Registry {
-        Registry::load(&self.runtime, &self.plugins, self.limits.plugin).await
+        Registry::load(&self.runtime, &self.plugins, self.limits.plugin_policy()).await
     }
 }
 

@@ -96,6 +96,36 @@ pub struct Limits {
     pub command_history_rows: u64,
     /// Defaults for every plugin; a manifest's `[limits]` may override each of them.
     pub plugin: PluginLimits,
+    /// The most a manifest may ask for, key by key (`[limits.plugin_ceiling]`; keys not set
+    /// keep [`PluginLimits::CEILING`]); a plugin whose manifest asks for more does not load.
+    #[serde(deserialize_with = "ceiling")]
+    pub plugin_ceiling: PluginLimits,
+}
+
+/// Reads `[limits.plugin_ceiling]`: the keys it sets, over the default ceiling.
+fn ceiling<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<PluginLimits, D::Error> {
+    let set = PluginLimitOverrides::deserialize(deserializer)?;
+    Ok(set.apply(PluginLimits::CEILING))
+}
+
+/// How a plugin's limits are set: the operator's defaults, and the ceiling no manifest may
+/// pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginLimitPolicy {
+    /// What a plugin gets unless its manifest says otherwise.
+    pub defaults: PluginLimits,
+    /// The most its manifest may ask for.
+    pub ceiling: PluginLimits,
+}
+
+impl Limits {
+    /// The policy for plugins' limits.
+    pub fn plugin_policy(&self) -> PluginLimitPolicy {
+        PluginLimitPolicy {
+            defaults: self.plugin,
+            ceiling: self.plugin_ceiling,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -111,6 +141,7 @@ impl Default for Limits {
             mcp_session_idle_ms: DEFAULT_MCP_SESSION_IDLE_MS,
             command_history_rows: DEFAULT_COMMAND_HISTORY_ROWS,
             plugin: PluginLimits::default(),
+            plugin_ceiling: PluginLimits::CEILING,
         }
     }
 }
@@ -170,6 +201,54 @@ impl Default for PluginLimits {
 }
 
 impl PluginLimits {
+    /// The default ceiling of manifest overrides: generous, but bounded.
+    pub const CEILING: PluginLimits = PluginLimits {
+        memory_mib: MAX_PLUGIN_MEMORY_MIB,
+        fuel: 10 * DEFAULT_PLUGIN_FUEL,
+        timeout_ms: 300_000,
+        max_concurrency: 64,
+        output_bytes: 16 << 20,
+        result_bytes: 64 << 20,
+        kv_quota_bytes: 64 << 20,
+        log_lines: 10_000,
+    };
+
+    /// Checks that no value passes `ceiling`; the message names the key and both values.
+    ///
+    /// # Errors
+    ///
+    /// The first key above its ceiling.
+    pub fn within(&self, ceiling: &PluginLimits) -> Result<(), String> {
+        let pairs = [
+            ("memory_mib", self.memory_mib, ceiling.memory_mib),
+            ("fuel", self.fuel, ceiling.fuel),
+            ("timeout_ms", self.timeout_ms, ceiling.timeout_ms),
+            (
+                "max_concurrency",
+                u64::from(self.max_concurrency),
+                u64::from(ceiling.max_concurrency),
+            ),
+            ("output_bytes", self.output_bytes, ceiling.output_bytes),
+            ("result_bytes", self.result_bytes, ceiling.result_bytes),
+            (
+                "kv_quota_bytes",
+                self.kv_quota_bytes,
+                ceiling.kv_quota_bytes,
+            ),
+            (
+                "log_lines",
+                u64::from(self.log_lines),
+                u64::from(ceiling.log_lines),
+            ),
+        ];
+        match pairs.iter().find(|(_, value, most)| value > most) {
+            Some((key, value, most)) => Err(format!(
+                "{key} = {value} is above the operator's ceiling of {most} (limits.plugin_ceiling.{key})"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks each value against what the host can honour; the message names the key.
     ///
     /// # Errors
@@ -263,6 +342,16 @@ mod tests {
         assert_eq!(EPOCH_TICK, Duration::from_millis(10));
     }
 
+    #[test]
+    fn a_partial_ceiling_keeps_the_other_defaults() {
+        let limits: Limits = toml::from_str("[plugin_ceiling]\ntimeout_ms = 60000").unwrap();
+        assert_eq!(limits.plugin_ceiling.timeout_ms, 60_000);
+        assert_eq!(
+            limits.plugin_ceiling.memory_mib,
+            PluginLimits::CEILING.memory_mib
+        );
+    }
+
     /// `docs/limits.md` has a row per limit naming its key and default.
     #[test]
     fn limits_doc_matches_the_defaults() {
@@ -298,6 +387,37 @@ mod tests {
             let row = format!("| `{key}` | {default} |");
             assert!(doc.contains(&row), "docs/limits.md lacks the row {row}");
         }
+        let c = PluginLimits::CEILING;
+        let ceilings = [
+            ("memory_mib", c.memory_mib.to_string()),
+            ("fuel", c.fuel.to_string()),
+            ("timeout_ms", c.timeout_ms.to_string()),
+            ("max_concurrency", c.max_concurrency.to_string()),
+            ("output_bytes", c.output_bytes.to_string()),
+            ("result_bytes", c.result_bytes.to_string()),
+            ("kv_quota_bytes", c.kv_quota_bytes.to_string()),
+            ("log_lines", c.log_lines.to_string()),
+        ];
+        for (key, ceiling) in ceilings {
+            let row = format!("| `plugin_ceiling.{key}` | {ceiling} |");
+            assert!(doc.contains(&row), "docs/limits.md lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn manifests_stay_under_the_ceiling() {
+        let asked: PluginLimitOverrides = toml::from_str("timeout_ms = 600000").unwrap();
+        let limits = asked.apply(PluginLimits::default());
+        let err = limits.within(&PluginLimits::CEILING).unwrap_err();
+        assert!(
+            err.contains("timeout_ms = 600000") && err.contains("300000"),
+            "{err}"
+        );
+        assert!(
+            PluginLimits::default()
+                .within(&PluginLimits::CEILING)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 pub mod limits;
 
-pub use limits::{Limits, PluginLimitOverrides, PluginLimits};
+pub use limits::{Limits, PluginLimitOverrides, PluginLimitPolicy, PluginLimits};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -523,6 +523,10 @@ fn validate_limits(limits: &Limits) -> Result<(), ConfigError> {
     limits
         .plugin
         .validate()
+        .map_err(|reason| invalid("plugin", format!("{:?}", limits.plugin), &reason))?;
+    limits
+        .plugin
+        .within(&limits.plugin_ceiling)
         .map_err(|reason| invalid("plugin", format!("{:?}", limits.plugin), &reason))
 }
 

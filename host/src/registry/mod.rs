@@ -2,13 +2,14 @@
 //! validation, and the name → tool/resource/prompt lookups every request uses.
 //! Owns: [`Registry`], [`LoadedPlugin`], [`LoadFailure`], [`Manifest`], [`Error`].
 //! Never: runs guest code except through `runtime`, or speaks HTTP/JSON-RPC.
-//! Limits: a manifest's `[limits]` override [`crate::config::PluginLimits`] within its bounds.
+//! Limits: a manifest's `[limits]` override [`crate::config::PluginLimits`] up to the
+//! operator's ceiling ([`crate::config::Limits::plugin_ceiling`]).
 
 mod manifest;
 
 pub use manifest::{MANIFEST_FILE, Manifest};
 
-use crate::config::PluginLimits;
+use crate::config::PluginLimitPolicy;
 use crate::runtime::{self, CallOptions, Guest, PluginMetadata, Prompt, Runtime, Tool};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -110,8 +111,8 @@ impl Registry {
     /// Packages load in parallel; one that fails is reported in [`Registry::failures`] and
     /// the others still load. Tool and prompt names are qualified by the plugin's name
     /// ([`qualify`]), so two plugins may offer a tool of the same name.
-    pub async fn load(runtime: &Arc<Runtime>, dir: &Path, defaults: PluginLimits) -> Registry {
-        Self::load_except(runtime, dir, defaults, &std::collections::HashSet::new()).await
+    pub async fn load(runtime: &Arc<Runtime>, dir: &Path, policy: PluginLimitPolicy) -> Registry {
+        Self::load_except(runtime, dir, policy, &std::collections::HashSet::new()).await
     }
 
     /// [`Registry::load`], leaving out the packages whose plugins are named in `disabled`;
@@ -119,7 +120,7 @@ impl Registry {
     pub async fn load_except(
         runtime: &Arc<Runtime>,
         dir: &Path,
-        defaults: PluginLimits,
+        policy: PluginLimitPolicy,
         disabled: &std::collections::HashSet<String>,
     ) -> Registry {
         let mut failures = Vec::new();
@@ -150,7 +151,7 @@ impl Registry {
             let runtime = runtime.clone();
             let task_path = path.clone();
             let handle = tasks.spawn(async move {
-                let result = load_plugin(&runtime, &task_path, defaults).await;
+                let result = load_plugin(&runtime, &task_path, policy).await;
                 (index, task_path, result)
             });
             paths.insert(handle.id(), (index, path));
@@ -440,7 +441,7 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
 async fn load_plugin(
     runtime: &Arc<Runtime>,
     dir: &Path,
-    defaults: PluginLimits,
+    policy: PluginLimitPolicy,
 ) -> Result<LoadedPlugin, (String, String)> {
     let started = Instant::now();
     let fallback_name = dir
@@ -450,9 +451,10 @@ async fn load_plugin(
     let name = manifest.name.clone();
     let fail = |reason: String| (name.clone(), reason);
 
-    let limits = manifest.limits.apply(defaults);
+    let limits = manifest.limits.apply(policy.defaults);
     limits
         .validate()
+        .and_then(|()| limits.within(&policy.ceiling))
         .map_err(|reason| fail(format!("{MANIFEST_FILE} [limits]: {reason}")))?;
     let module_path = dir.join(&manifest.component);
     let wasm = std::fs::read(&module_path)
