@@ -381,7 +381,7 @@ fn record_states(store: &Store, registry: &Registry) {
             version: Some(p.metadata.version.clone()),
             module_path: p.module_path.display().to_string(),
             content_hash: Some(p.guest.content_hash().to_owned()),
-            config: Some(p.manifest.config_json().to_string()),
+            config: Some(p.shown_config().to_string()),
             error: failed
                 .get(p.manifest.name.as_str())
                 .map(|f| f.reason.clone()),

@@ -65,6 +65,44 @@ pub struct LoadedPlugin {
     pub load_ms: u128,
 }
 
+impl LoadedPlugin {
+    /// The plugin's config as shown to operators and readers: values whose property the
+    /// plugin's config schema marks `"writeOnly": true` (passwords, tokens) are replaced by
+    /// `"[redacted]"`, at any depth of nested objects.
+    pub fn shown_config(&self) -> Value {
+        let mut config = self.manifest.config_json();
+        if let Some(schema) = self
+            .metadata
+            .config_schema_json
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        {
+            redact(&mut config, &schema);
+        }
+        config
+    }
+}
+
+/// Replaces, in `value`, every property `schema` marks write-only.
+fn redact(value: &mut Value, schema: &Value) {
+    let (Some(object), Some(properties)) = (
+        value.as_object_mut(),
+        schema.get("properties").and_then(Value::as_object),
+    ) else {
+        return;
+    };
+    for (key, property) in properties {
+        let Some(field) = object.get_mut(key) else {
+            continue;
+        };
+        if property.get("writeOnly") == Some(&Value::Bool(true)) {
+            *field = Value::String("[redacted]".to_owned());
+        } else {
+            redact(field, property);
+        }
+    }
+}
+
 /// A tool and its compiled input-schema validator.
 pub struct ToolEntry {
     /// The tool as the plugin declared it.
@@ -689,6 +727,21 @@ fn is_token_byte(b: u8) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn write_only_config_values_are_redacted() {
+        let schema = json!({"properties": {
+            "token": {"type": "string", "writeOnly": true},
+            "region": {"type": "string"},
+            "db": {"type": "object", "properties": {"password": {"writeOnly": true}, "host": {}}}}});
+        let mut config =
+            json!({"token": "s3cret", "region": "eu", "db": {"password": "pw", "host": "h"}});
+        redact(&mut config, &schema);
+        assert_eq!(
+            config,
+            json!({"token": "[redacted]", "region": "eu", "db": {"password": "[redacted]", "host": "h"}})
+        );
+    }
 
     #[test]
     fn header_annotations_are_found_and_checked() {
