@@ -82,7 +82,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let env = |key: &str| std::env::var(key).ok();
     match cli.command {
         Command::Reload { bind, config, key } => {
             let overrides = Overrides {
@@ -90,12 +89,9 @@ fn main() -> ExitCode {
                 bind,
                 ..Overrides::default()
             };
-            let config = match config::load(&overrides, env) {
+            let config = match load_config(&overrides) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("waygate: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             match reload_cli::run(&config.bind.to_string(), &key) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -115,12 +111,9 @@ fn main() -> ExitCode {
                 data,
                 ..Overrides::default()
             };
-            let config = match config::load(&overrides, env) {
+            let config = match load_config(&overrides) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("waygate: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             let result = Store::open(&config.database_path())
                 .map_err(anyhow::Error::from)
@@ -149,16 +142,22 @@ fn main() -> ExitCode {
                 cache_dir,
                 log,
             };
-            let config = match config::load(&overrides, env) {
+            let config = match load_config(&overrides) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("waygate: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             run_server(config)
         }
     }
+}
+
+/// The configuration from the file, the environment and `overrides`; an unusable one is
+/// reported and exits with [`EXIT_CONFIG`].
+fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
+    config::load(overrides, |key| std::env::var(key).ok()).map_err(|e| {
+        eprintln!("waygate: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 fn run_server(config: Config) -> ExitCode {

@@ -58,6 +58,23 @@ pub struct NewKey<'a> {
     pub expires_at: Option<&'a str>,
 }
 
+/// Adds `key`; returns its id.
+fn insert(conn: &rusqlite::Connection, key: &NewKey<'_>) -> Result<i64, Error> {
+    conn.execute(
+        "INSERT INTO api_keys (key_hash, name, permissions, role, plugins, prefix, expires_at) \
+         VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
+        params![
+            key.key_hash,
+            key.name,
+            key.role,
+            key.plugins,
+            key.prefix,
+            key.expires_at
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 const COLUMNS: &str =
     "id, key_hash, name, role, plugins, prefix, created_at, expires_at, last_used, is_active";
 
@@ -83,20 +100,7 @@ impl Store {
     ///
     /// [`Error::Sql`], e.g. for a hash already present.
     pub fn insert_key(&self, key: &NewKey<'_>) -> Result<i64, Error> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_keys (key_hash, name, permissions, role, plugins, prefix, expires_at) \
-             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
-            params![
-                key.key_hash,
-                key.name,
-                key.role,
-                key.plugins,
-                key.prefix,
-                key.expires_at
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
+        insert(&self.conn(), key)
     }
 
     /// Every key, active or not, oldest first.
@@ -139,19 +143,7 @@ impl Store {
     pub fn replace_key(&self, old: i64, new: &NewKey<'_>, old_until: &str) -> Result<i64, Error> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO api_keys (key_hash, name, permissions, role, plugins, prefix, expires_at) \
-             VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
-            params![
-                new.key_hash,
-                new.name,
-                new.role,
-                new.plugins,
-                new.prefix,
-                new.expires_at
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id = insert(&tx, new)?;
         tx.execute(
             "UPDATE api_keys SET expires_at = ?2 \
              WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
