@@ -198,7 +198,40 @@ impl Service {
             &disabled,
         )
         .await;
-        let kept = next.keep_serving(&previous);
+        next.keep_serving(&previous);
+        Ok(self.swap_in(&previous, next, started).await)
+    }
+
+    /// Loads plugin `name` again, every other plugin staying as it is; as [`Service::reload`]
+    /// otherwise. `Ok(None)` when no package or plugin has that name.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadInProgress`] while another reload runs.
+    pub async fn reload_plugin(
+        &self,
+        name: &str,
+    ) -> Result<Option<ReloadReport>, ReloadInProgress> {
+        let _reloading = self.reloading.try_lock().map_err(|_| ReloadInProgress)?;
+        let started = Instant::now();
+        let previous = self.registry();
+        let next = previous
+            .reload_one(
+                &self.runtime,
+                &self.plugins_dir,
+                self.limits.plugin_policy(),
+                name,
+            )
+            .await;
+        Ok(match next {
+            Some(next) => Some(self.swap_in(&previous, next, started).await),
+            None => None,
+        })
+    }
+
+    /// Puts `next` in service in place of `previous`, records the plugins' states, and
+    /// reports what changed.
+    async fn swap_in(&self, previous: &Registry, next: Registry, started: Instant) -> ReloadReport {
         let loaded: Vec<String> = next
             .plugins()
             .filter(|p| next.failures().iter().all(|f| f.plugin != p.manifest.name))
@@ -208,9 +241,9 @@ impl Service {
             loaded,
             failed: next.failures().to_vec(),
             duration: started.elapsed(),
-            tools_changed: tool_signature(&previous) != tool_signature(&next),
-            prompts_changed: prompt_signature(&previous) != prompt_signature(&next),
-            plugins_changed: plugin_signature(&previous) != plugin_signature(&next),
+            tools_changed: tool_signature(previous) != tool_signature(&next),
+            prompts_changed: prompt_signature(previous) != prompt_signature(&next),
+            plugins_changed: plugin_signature(previous) != plugin_signature(&next),
         };
         let next = Arc::new(next);
         *self
@@ -222,11 +255,10 @@ impl Service {
         tracing::info!(
             loaded = report.loaded.len(),
             failed = report.failed.len(),
-            kept_previous = kept,
             duration_ms = report.duration.as_millis() as u64,
             "plugins reloaded"
         );
-        Ok(report)
+        report
     }
 
     /// A slot for one request that runs guest code (a tool call, a resource listing or

@@ -285,3 +285,33 @@ fn the_reload_command_asks_the_running_server() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
 }
+
+#[tokio::test]
+async fn one_plugin_reloads_alone() {
+    let env = TestEnv::new();
+    env.add("echo", &example("echo"), "");
+    env.add("hostile", &fixture("hostile"), "");
+    let server = TestServer::start(env).await;
+    // Both packages change on disk; only echo is reloaded.
+    std::fs::write(server.env.plugins.join("hostile/plugin.wasm"), b"broken").unwrap();
+    let (status, body) = server.post("/plugins/echo/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["loaded"], json!(["echo", "hostile"]), "{body}");
+    assert_eq!(body["failed"], json!([]), "hostile was not touched");
+    let (status, _) = server
+        .post("/mcp/execute", r#"{"action":"hostile__ok"}"#)
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, body) = server.post("/plugins/hostile/reload", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["failed"][0]["name"], "hostile");
+    assert_eq!(body["failed"][0]["serving_version"], "0.1.0");
+    let (status, _) = server
+        .post("/mcp/execute", r#"{"action":"hostile__ok"}"#)
+        .await;
+    assert_eq!(status, 200, "the old version still serves");
+
+    let (status, _) = server.post("/plugins/nope/reload", "").await;
+    assert_eq!(status, 404);
+}

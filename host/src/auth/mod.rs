@@ -170,9 +170,13 @@ pub fn route_access(template: &str, method: &str) -> Access {
         ("/mcp/execute", _) => Access::Role(Role::Caller),
         // The history holds every caller's arguments and results.
         ("/mcp/commands/history", _) => Access::Role(Role::Admin),
-        ("/plugins/reload" | "/plugins/{name}/disable" | "/plugins/{name}/enable", _) => {
-            Access::Role(Role::Admin)
-        }
+        (
+            "/plugins/reload"
+            | "/plugins/{name}/reload"
+            | "/plugins/{name}/disable"
+            | "/plugins/{name}/enable",
+            _,
+        ) => Access::Role(Role::Admin),
         _ => Access::Role(Role::Reader),
     }
 }

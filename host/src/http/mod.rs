@@ -227,6 +227,28 @@ impl AppState {
 /// [`ReloadInProgress`] while another reload runs.
 pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadInProgress> {
     let report = state.service.reload().await?;
+    announce(state, &report);
+    Ok(report)
+}
+
+/// [`reload`] for one plugin; `Ok(None)` when no package or plugin has that name.
+///
+/// # Errors
+///
+/// [`ReloadInProgress`] while another reload runs.
+pub async fn reload_plugin(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<ReloadReport>, ReloadInProgress> {
+    let report = state.service.reload_plugin(name).await?;
+    if let Some(report) = &report {
+        announce(state, report);
+    }
+    Ok(report)
+}
+
+/// Tells every open notification stream which lists a reload changed.
+fn announce(state: &AppState, report: &ReloadReport) {
     let changes = [
         (report.tools_changed, ListChange::Tools),
         (report.prompts_changed, ListChange::Prompts),
@@ -237,7 +259,6 @@ pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadInProgress> 
             state.mcp.list_changed(change);
         }
     }
-    Ok(report)
 }
 
 /// Whether `authority` (`host[:port]`) names this machine's loopback interface.

@@ -9,7 +9,7 @@ use crate::auth::Principal;
 use crate::mcp::content_json;
 use crate::registry::LoadedPlugin;
 use crate::runtime::{CallError, CallOptions, Content, Limit, ToolResult};
-use crate::service::Source;
+use crate::service::{ReloadReport, Source};
 use crate::telemetry::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hyper::body::Bytes;
 use hyper::http::request::Parts;
@@ -36,6 +36,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/plugins/{name}", &[Method::GET]),
     ("/plugins/{name}/disable", &[Method::POST]),
     ("/plugins/{name}/enable", &[Method::POST]),
+    ("/plugins/{name}/reload", &[Method::POST]),
     ("/diagnostics/connection", &[Method::GET]),
     ("/diagnostics/performance", &[Method::GET]),
     ("/diagnostics/errors", &[Method::GET]),
@@ -59,6 +60,7 @@ pub(super) fn template(path: &str) -> Option<&'static str> {
         None if !rest.is_empty() => Some("/plugins/{name}"),
         Some((name, "disable")) if !name.is_empty() => Some("/plugins/{name}/disable"),
         Some((name, "enable")) if !name.is_empty() => Some("/plugins/{name}/enable"),
+        Some((name, "reload")) if !name.is_empty() => Some("/plugins/{name}/reload"),
         _ => None,
     }
 }
@@ -99,7 +101,20 @@ pub(super) async fn route(
             OPENAPI.as_bytes().to_vec(),
         )),
         ("/plugins", &Method::GET) => list_plugins(state, parts, principal),
-        ("/plugins/reload", &Method::POST) => reload_plugins(state).await,
+        ("/plugins/reload", &Method::POST) => {
+            let report = super::reload(state)
+                .await
+                .map_err(|busy| ApiError::conflict(busy.to_string()))?;
+            ok(&reload_json(state, &report))
+        }
+        ("/plugins/{name}/reload", &Method::POST) => {
+            let name = plugin_segment(path);
+            let report = super::reload_plugin(state, name)
+                .await
+                .map_err(|busy| ApiError::conflict(busy.to_string()))?
+                .ok_or_else(|| ApiError::not_found(format!("unknown plugin {name:?}")))?;
+            ok(&reload_json(state, &report))
+        }
         ("/plugins/{name}/disable", &Method::POST) => {
             switch_plugin(state, plugin_segment(path), true).await
         }
@@ -368,10 +383,8 @@ async fn switch_plugin(state: &AppState, name: &str, disable: bool) -> Answer {
     )
 }
 
-async fn reload_plugins(state: &AppState) -> Answer {
-    let report = super::reload(state)
-        .await
-        .map_err(|busy| ApiError::conflict(busy.to_string()))?;
+/// A reload's answer, in the API spec's shape.
+fn reload_json(state: &AppState, report: &ReloadReport) -> Value {
     let serving = state.service.registry().plugins().count();
     let failed: Vec<Value> = report
         .failed
@@ -385,13 +398,13 @@ async fn reload_plugins(state: &AppState) -> Answer {
             })
         })
         .collect();
-    ok(&json!({
+    json!({
         "status": "plugins_reloaded",
         "count": serving,
         "loaded": report.loaded,
         "failed": failed,
         "duration_ms": report.duration.as_millis() as u64,
-    }))
+    })
 }
 
 fn plugin_info(state: &AppState, name: &str, principal: &Principal) -> Answer {

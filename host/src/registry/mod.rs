@@ -251,6 +251,85 @@ impl Registry {
     }
 
     fn insert(&mut self, plugin: LoadedPlugin) {
+        tracing::info!(
+            plugin = %plugin.manifest.name,
+            version = %plugin.metadata.version,
+            tools = plugin.tools.len(),
+            load_ms = plugin.load_ms as u64,
+            cache = ?plugin.guest.cache_outcome(),
+            "plugin loaded"
+        );
+        self.insert_loaded(Arc::new(plugin));
+    }
+
+    /// This registry with plugin `name` loaded again from its package under `dir` (found by
+    /// its manifest's name) and every other plugin as it is. If the load fails, the current
+    /// version keeps serving and the failure is reported; if the package is gone, the plugin
+    /// is dropped. `None` when no package or plugin has that name.
+    pub async fn reload_one(
+        &self,
+        runtime: &Arc<Runtime>,
+        dir: &Path,
+        policy: PluginLimitPolicy,
+        name: &str,
+    ) -> Option<Registry> {
+        let package = discover(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|path| Manifest::read(path).is_ok_and(|m| m.name == name));
+        let mut next = self.without(name);
+        match package {
+            None if self.plugins.contains_key(name) => {}
+            None => return None,
+            Some(path) => match load_plugin(runtime, &path, policy).await {
+                Ok(plugin) => next.insert(plugin),
+                Err((_, reason)) => {
+                    tracing::warn!(plugin = name, reason, "plugin not reloaded");
+                    let current = self.plugins.get(name).cloned();
+                    next.failures.push(LoadFailure {
+                        plugin: name.to_owned(),
+                        path,
+                        reason,
+                        serving: current.as_ref().map(|p| p.metadata.version.clone()),
+                    });
+                    if let Some(current) = current {
+                        next.insert_loaded(current);
+                    }
+                }
+            },
+        }
+        Some(next)
+    }
+
+    /// A copy without plugin `name`, its failures or its disabled entry.
+    fn without(&self, name: &str) -> Registry {
+        let mut copy = Registry {
+            plugins: BTreeMap::new(),
+            tools: BTreeMap::new(),
+            bare_tools: BTreeMap::new(),
+            failures: self
+                .failures
+                .iter()
+                .filter(|f| f.plugin != name)
+                .cloned()
+                .collect(),
+            disabled: self
+                .disabled
+                .iter()
+                .filter(|(n, _)| n != name)
+                .cloned()
+                .collect(),
+        };
+        for (plugin_name, plugin) in &self.plugins {
+            if plugin_name != name {
+                copy.insert_loaded(plugin.clone());
+            }
+        }
+        copy
+    }
+
+    /// Adds an already loaded plugin and its tools to the indexes.
+    fn insert_loaded(&mut self, plugin: Arc<LoadedPlugin>) {
         let name = plugin.manifest.name.clone();
         for entry in &plugin.tools {
             self.tools
@@ -260,15 +339,7 @@ impl Registry {
                 .or_default()
                 .push(entry.qualified_name.clone());
         }
-        tracing::info!(
-            plugin = %name,
-            version = %plugin.metadata.version,
-            tools = plugin.tools.len(),
-            load_ms = plugin.load_ms as u64,
-            cache = ?plugin.guest.cache_outcome(),
-            "plugin loaded"
-        );
-        self.plugins.insert(name, Arc::new(plugin));
+        self.plugins.insert(name, plugin);
     }
 
     /// Keeps serving, from `previous`, every plugin that failed to load here but was
@@ -276,6 +347,7 @@ impl Registry {
     /// how many were kept.
     pub fn keep_serving(&mut self, previous: &Registry) -> usize {
         let mut kept = 0;
+        let mut kept_plugins = Vec::new();
         for failure in &mut self.failures {
             if self.plugins.contains_key(&failure.plugin) {
                 continue;
@@ -284,16 +356,11 @@ impl Registry {
                 continue;
             };
             failure.serving = Some(old.metadata.version.clone());
-            for entry in &old.tools {
-                self.tools
-                    .insert(entry.qualified_name.clone(), failure.plugin.clone());
-                self.bare_tools
-                    .entry(entry.tool.name.clone())
-                    .or_default()
-                    .push(entry.qualified_name.clone());
-            }
-            self.plugins.insert(failure.plugin.clone(), old.clone());
+            kept_plugins.push(old.clone());
             kept += 1;
+        }
+        for plugin in kept_plugins {
+            self.insert_loaded(plugin);
         }
         kept
     }
