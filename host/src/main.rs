@@ -296,6 +296,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    // Taken before the load, so a change made while the plugins load is seen by the watcher.
+    let packages_before_load = waygate::registry::packages_fingerprint(&config.plugins_dir);
     let disabled = store.disabled_plugins()?;
     let registry = Registry::load_except(
         &runtime,
@@ -335,6 +337,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let state = Arc::new(AppState::new(service, admission));
     reload_on_sighup(state.clone());
+    if config.watch_plugins {
+        watch_plugins(
+            state.clone(),
+            config.plugins_dir.clone(),
+            packages_before_load,
+        );
+    }
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("waygate stopped");
     Ok(())
@@ -363,6 +372,47 @@ fn reload_on_sighup(state: Arc<AppState>) {
     });
     #[cfg(not(unix))]
     let _ = state;
+}
+
+/// How often the plugins directory is looked at, when watched.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reloads the plugins when the directory no longer matches `loaded` (its fingerprint when
+/// the plugins serving were loaded), once the change has held still for one
+/// [`WATCH_INTERVAL`] (a package half copied is not loaded). Polling keeps this to the
+/// standard library and works on every filesystem, network mounts included.
+fn watch_plugins(state: Arc<AppState>, dir: std::path::PathBuf, loaded: u64) {
+    tokio::spawn(async move {
+        let fingerprint = |dir: std::path::PathBuf| async move {
+            tokio::task::spawn_blocking(move || waygate::registry::packages_fingerprint(&dir))
+                .await
+                .unwrap_or_default()
+        };
+        let mut loaded = loaded;
+        let mut settling = None;
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let now = fingerprint(dir.clone()).await;
+            if now == loaded {
+                settling = None;
+            } else if settling == Some(now) {
+                match http::reload(&state).await {
+                    Ok(report) => {
+                        loaded = now;
+                        tracing::info!(
+                            loaded = report.loaded.len(),
+                            failed = report.failed.len(),
+                            "reloaded on a change in the plugins directory"
+                        );
+                    }
+                    Err(error) => tracing::debug!(%error, "watch reload deferred"),
+                }
+                settling = None;
+            } else {
+                settling = Some(now);
+            }
+        }
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -315,3 +315,37 @@ async fn one_plugin_reloads_alone() {
     let (status, _) = server.post("/plugins/nope/reload", "").await;
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_watched_plugins_directory_reloads_by_itself() {
+    use crate::support::{ADMIN_KEY, blocking_request, spawn_binary};
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[("WAYGATE_WATCH_PLUGINS", "on")]);
+    let echo = data.path().join("plugins/echo");
+    std::fs::create_dir_all(&echo).unwrap();
+    std::fs::copy(example("echo"), echo.join("plugin.wasm")).unwrap();
+    std::fs::write(
+        echo.join("plugin.toml"),
+        "name = \"echo\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, commands) = blocking_request(
+            &server.addr,
+            "GET",
+            "/mcp/commands",
+            &[("x-api-key", ADMIN_KEY)],
+            "",
+        );
+        if commands.contains("echo__echo") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload; log:\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

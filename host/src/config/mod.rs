@@ -149,6 +149,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Directory of compiled components; belongs to the host alone.
     pub cache_dir: PathBuf,
+    /// Whether a change in the plugins directory reloads the plugins by itself.
+    pub watch_plugins: bool,
     /// Log filter, `tracing` `EnvFilter` syntax (`info`, `waygate=debug,plugin=trace`).
     pub log: String,
     /// Log line format.
@@ -249,6 +251,7 @@ struct PathsSection {
     plugins: Option<PathBuf>,
     data: Option<PathBuf>,
     cache: Option<PathBuf>,
+    watch_plugins: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,6 +314,18 @@ pub fn load(
         .or_else(|| env("WAYGATE_CACHE_DIR"))
         .or(path_of(file.paths.cache))
         .map_or_else(|| data_dir.join("cache"), PathBuf::from);
+    let watch_plugins = match env("WAYGATE_WATCH_PLUGINS").as_deref() {
+        Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "paths.watch_plugins (WAYGATE_WATCH_PLUGINS)".to_owned(),
+                value: other.to_owned(),
+                allowed: "on or off".to_owned(),
+            });
+        }
+        None => file.paths.watch_plugins.unwrap_or(false),
+    };
     let log = pick(
         overrides.log.clone(),
         "WAYGATE_LOG",
@@ -477,6 +492,7 @@ pub fn load(
         plugins_dir,
         data_dir,
         cache_dir,
+        watch_plugins,
         log,
         log_format,
         auth,

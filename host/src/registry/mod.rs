@@ -529,6 +529,29 @@ impl Registry {
     }
 }
 
+/// A digest of what the plugin packages under `dir` hold now (names, sizes and modification
+/// times of every file, one level of sub-directories deep): it changes when a package is
+/// added, removed or rewritten. Blocking: call it off the async runtime.
+pub fn packages_fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut files = Vec::new();
+    for package in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let entries = std::fs::read_dir(package.path())
+            .into_iter()
+            .flatten()
+            .flatten();
+        for entry in std::iter::once(package).chain(entries) {
+            if let Ok(meta) = entry.metadata() {
+                files.push((entry.path(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    files.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The package directories under `dir`, in name order.
 fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir)
