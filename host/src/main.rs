@@ -10,7 +10,7 @@ use waygate::auth::{self, KeyRing, KeySpec, Role};
 use waygate::config::AuthMode;
 use waygate::config::{self, Config, LogFormat, Overrides};
 use waygate::http::{self, Admission, AppState};
-use waygate::registry::Registry;
+use waygate::registry::{LoadPolicy, Registry};
 use waygate::runtime::Runtime;
 use waygate::service::Service;
 use waygate::store::Store;
@@ -19,6 +19,7 @@ use waygate::store::Store;
 const EXIT_CONFIG: u8 = 2;
 
 mod keys_cli;
+mod plugins_cli;
 mod reload_cli;
 
 #[derive(Parser)]
@@ -34,6 +35,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Sign plugin packages and check their signatures (Ed25519).
+    Plugins {
+        #[command(subcommand)]
+        command: plugins_cli::PluginsCommand,
+    },
     /// Ask a running server to reload its plugins (as POST /plugins/reload or SIGHUP).
     Reload {
         /// The server's address [env: WAYGATE_BIND] [default: 127.0.0.1:8000].
@@ -83,6 +89,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Plugins { command } => match plugins_cli::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("waygate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Reload { bind, config, key } => {
             let overrides = Overrides {
                 config,
@@ -299,13 +312,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Taken before the load, so a change made while the plugins load is seen by the watcher.
     let packages_before_load = waygate::registry::packages_fingerprint(&config.plugins_dir);
     let disabled = store.disabled_plugins()?;
-    let registry = Registry::load_except(
-        &runtime,
-        &config.plugins_dir,
-        config.limits.plugin_policy(),
-        &disabled,
-    )
-    .await;
+    let load_policy = LoadPolicy {
+        limits: config.limits.plugin_policy(),
+        trusted_keys: config.trusted_keys.clone().map(Arc::from),
+    };
+    let registry =
+        Registry::load_except(&runtime, &config.plugins_dir, &load_policy, &disabled).await;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -323,6 +335,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         config.limits.clone(),
         config.plugins_dir.clone(),
+        load_policy,
     ));
     let admission = Admission {
         allowed_origins: config.allowed_origins.clone(),

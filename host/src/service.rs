@@ -4,7 +4,7 @@
 //! Owns: [`Service`], [`PluginStats`], [`CallOutcome`]. Never: knows about HTTP or JSON-RPC.
 
 use crate::config::Limits;
-use crate::registry::{self, Registry};
+use crate::registry::{self, LoadPolicy, Registry};
 use crate::runtime::{self, CallError, CallOptions, Limit, Runtime, ToolResult};
 use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, PluginState, Store};
 use crate::telemetry::{ErrorLog, Metrics, PluginLabels};
@@ -39,6 +39,8 @@ pub struct Service {
     inflight: Arc<tokio::sync::Semaphore>,
     /// Where plugin packages are, for reloads.
     plugins_dir: PathBuf,
+    /// How they are admitted.
+    load_policy: LoadPolicy,
     /// Held while a reload builds and swaps a registry: reloads never overlap.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -129,13 +131,15 @@ impl CallOutcome {
 }
 
 impl Service {
-    /// The services over a registry loaded from `plugins_dir`; starts the history writer.
+    /// The services over a registry loaded from `plugins_dir` under `load_policy`; starts
+    /// the history writer.
     pub fn new(
         runtime: Arc<Runtime>,
         registry: Registry,
         store: Arc<Store>,
         limits: Limits,
         plugins_dir: PathBuf,
+        load_policy: LoadPolicy,
     ) -> Self {
         record_states(&store, &registry);
         let history = HistoryWriter::start(store.clone(), limits.command_history_rows);
@@ -154,6 +158,7 @@ impl Service {
             stats: RwLock::new(HashMap::new()),
             inflight,
             plugins_dir,
+            load_policy,
             reloading: tokio::sync::Mutex::new(()),
         }
     }
@@ -194,7 +199,7 @@ impl Service {
         let mut next = Registry::load_except(
             &self.runtime,
             &self.plugins_dir,
-            self.limits.plugin_policy(),
+            &self.load_policy,
             &disabled,
         )
         .await;
@@ -216,12 +221,7 @@ impl Service {
         let started = Instant::now();
         let previous = self.registry();
         let next = previous
-            .reload_one(
-                &self.runtime,
-                &self.plugins_dir,
-                self.limits.plugin_policy(),
-                name,
-            )
+            .reload_one(&self.runtime, &self.plugins_dir, &self.load_policy, name)
             .await;
         Ok(match next {
             Some(next) => Some(self.swap_in(&previous, next, started).await),

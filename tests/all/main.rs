@@ -11,5 +11,6 @@ mod mcp;
 mod oauth;
 mod plugins;
 mod reload;
+mod signatures;
 mod store;
 mod support;

@@ -20,7 +20,7 @@ const RATE_LIMITS_OFF: RateLimitConfig = RateLimitConfig {
     default: 500,
 };
 use waygate::http::{Admission, AppState};
-use waygate::registry::Registry;
+use waygate::registry::{LoadPolicy, Registry};
 use waygate::runtime::{CallOptions, Runtime};
 use waygate::service::Service;
 use waygate::store::Store;
@@ -139,7 +139,12 @@ impl TestEnv {
     }
 
     pub async fn registry(&self) -> Registry {
-        Registry::load(&self.runtime, &self.plugins, self.limits.plugin_policy()).await
+        Registry::load(
+            &self.runtime,
+            &self.plugins,
+            &LoadPolicy::unsigned(self.limits.plugin_policy()),
+        )
+        .await
     }
 }
 
@@ -361,6 +366,7 @@ impl TestServer {
             env.store.clone(),
             env.limits.clone(),
             env.plugins.clone(),
+            LoadPolicy::unsigned(env.limits.plugin_policy()),
         ));
         let admission = Admission {
             allowed_origins,

@@ -151,6 +151,9 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Whether a change in the plugins directory reloads the plugins by itself.
     pub watch_plugins: bool,
+    /// The Ed25519 public keys one of which must sign every component, when signatures are
+    /// required (`[signatures]`); `None` when they are not.
+    pub trusted_keys: Option<Vec<[u8; 32]>>,
     /// Log filter, `tracing` `EnvFilter` syntax (`info`, `waygate=debug,plugin=trace`).
     pub log: String,
     /// Log line format.
@@ -225,7 +228,28 @@ struct FileConfig {
     log: LogSection,
     auth: AuthSection,
     rate_limits: RateLimitConfig,
+    signatures: SignaturesSection,
     limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SignaturesSection {
+    required: Option<bool>,
+    trusted_keys: Option<Vec<String>>,
+}
+
+/// A hex Ed25519 public key.
+fn public_key(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,6 +350,46 @@ pub fn load(
         }
         None => file.paths.watch_plugins.unwrap_or(false),
     };
+    let required = match env("WAYGATE_REQUIRE_SIGNATURES").as_deref() {
+        Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "signatures.required (WAYGATE_REQUIRE_SIGNATURES)".to_owned(),
+                value: other.to_owned(),
+                allowed: "on or off".to_owned(),
+            });
+        }
+        None => file.signatures.required.unwrap_or(false),
+    };
+    let key_texts: Vec<String> = match env("WAYGATE_TRUSTED_KEYS") {
+        Some(list) => list
+            .split(',')
+            .map(str::to_owned)
+            .filter(|k| !k.trim().is_empty())
+            .collect(),
+        None => file.signatures.trusted_keys.unwrap_or_default(),
+    };
+    let mut keys = Vec::new();
+    for text in &key_texts {
+        keys.push(public_key(text).ok_or_else(|| {
+            ConfigError::Invalid {
+                key: "signatures.trusted_keys (WAYGATE_TRUSTED_KEYS)".to_owned(),
+                value: text.clone(),
+                allowed:
+                    "hex Ed25519 public keys of 64 characters, as `waygate plugins keygen` prints"
+                        .to_owned(),
+            }
+        })?);
+    }
+    if required && keys.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "signatures.trusted_keys (WAYGATE_TRUSTED_KEYS)".to_owned(),
+            value: "[]".to_owned(),
+            allowed: "at least one key when signatures.required is on".to_owned(),
+        });
+    }
+    let trusted_keys = required.then_some(keys);
     let log = pick(
         overrides.log.clone(),
         "WAYGATE_LOG",
@@ -493,6 +557,7 @@ pub fn load(
         data_dir,
         cache_dir,
         watch_plugins,
+        trusted_keys,
         log,
         log_format,
         auth,
@@ -671,6 +736,37 @@ mod tests {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("jwks_uri"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn required_signatures_need_well_formed_trusted_keys() {
+        let key = "ab".repeat(32);
+        let config = load(
+            &Overrides::default(),
+            env(&[
+                ("WAYGATE_REQUIRE_SIGNATURES", "on"),
+                ("WAYGATE_TRUSTED_KEYS", &key),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.trusted_keys, Some(vec![[0xab; 32]]));
+        let none = load(
+            &Overrides::default(),
+            env(&[("WAYGATE_REQUIRE_SIGNATURES", "on")]),
+        );
+        assert!(none.unwrap_err().to_string().contains("at least one key"));
+        let bad = load(
+            &Overrides::default(),
+            env(&[
+                ("WAYGATE_REQUIRE_SIGNATURES", "on"),
+                ("WAYGATE_TRUSTED_KEYS", "xyz"),
+            ]),
+        );
+        assert!(bad.unwrap_err().to_string().contains("trusted_keys"));
+        assert_eq!(
+            load(&Overrides::default(), env(&[])).unwrap().trusted_keys,
+            None
+        );
     }
 
     #[test]

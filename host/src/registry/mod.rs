@@ -10,6 +10,69 @@ mod manifest;
 pub use manifest::{MANIFEST_FILE, Manifest};
 
 use crate::config::PluginLimitPolicy;
+
+/// How packages are admitted: the limits they may have and, when signatures are required,
+/// the public keys (Ed25519) one of which must have signed each component.
+#[derive(Debug, Clone)]
+pub struct LoadPolicy {
+    /// Defaults and ceilings of plugin limits.
+    pub limits: PluginLimitPolicy,
+    /// The trusted keys, when every component must be signed by one of them.
+    pub trusted_keys: Option<Arc<[[u8; 32]]>>,
+}
+
+impl LoadPolicy {
+    /// A policy that asks for no signature.
+    pub fn unsigned(limits: PluginLimitPolicy) -> LoadPolicy {
+        LoadPolicy {
+            limits,
+            trusted_keys: None,
+        }
+    }
+}
+
+/// Suffix of a component's signature file: `plugin.wasm.sig` beside `plugin.wasm`, holding
+/// the hex Ed25519 signature of the component's bytes.
+pub const SIGNATURE_SUFFIX: &str = ".sig";
+
+/// Checks that `wasm` carries a signature, in `signature_path`, by one of `trusted` keys.
+///
+/// # Errors
+///
+/// Why not: no signature, an unreadable one, or none of the keys made it.
+pub fn verify_signature(
+    wasm: &[u8],
+    signature_path: &Path,
+    trusted: &[[u8; 32]],
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(signature_path).map_err(|e| {
+        format!(
+            "unsigned: cannot read {}: {e} (signatures are required)",
+            signature_path.display()
+        )
+    })?;
+    let text = text.trim();
+    let signature: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    if signature.len() != 64 || text.len() != 128 {
+        return Err(format!(
+            "{} is not a hex Ed25519 signature",
+            signature_path.display()
+        ));
+    }
+    let verified = trusted.iter().any(|key| {
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+            .verify(wasm, &signature)
+            .is_ok()
+    });
+    if verified {
+        Ok(())
+    } else {
+        Err("the component's signature does not verify with any trusted key: tampered, or signed by an untrusted key".to_owned())
+    }
+}
 use crate::runtime::{self, CallOptions, Guest, PluginMetadata, Prompt, Runtime, Tool};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -149,7 +212,7 @@ impl Registry {
     /// Packages load in parallel; one that fails is reported in [`Registry::failures`] and
     /// the others still load. Tool and prompt names are qualified by the plugin's name
     /// ([`qualify`]), so two plugins may offer a tool of the same name.
-    pub async fn load(runtime: &Arc<Runtime>, dir: &Path, policy: PluginLimitPolicy) -> Registry {
+    pub async fn load(runtime: &Arc<Runtime>, dir: &Path, policy: &LoadPolicy) -> Registry {
         Self::load_except(runtime, dir, policy, &std::collections::HashSet::new()).await
     }
 
@@ -158,7 +221,7 @@ impl Registry {
     pub async fn load_except(
         runtime: &Arc<Runtime>,
         dir: &Path,
-        policy: PluginLimitPolicy,
+        policy: &LoadPolicy,
         disabled: &std::collections::HashSet<String>,
     ) -> Registry {
         let mut failures = Vec::new();
@@ -188,8 +251,9 @@ impl Registry {
         for (index, path) in packages.into_iter().enumerate() {
             let runtime = runtime.clone();
             let task_path = path.clone();
+            let policy = policy.clone();
             let handle = tasks.spawn(async move {
-                let result = load_plugin(&runtime, &task_path, policy).await;
+                let result = load_plugin(&runtime, &task_path, &policy).await;
                 (index, task_path, result)
             });
             paths.insert(handle.id(), (index, path));
@@ -270,7 +334,7 @@ impl Registry {
         &self,
         runtime: &Arc<Runtime>,
         dir: &Path,
-        policy: PluginLimitPolicy,
+        policy: &LoadPolicy,
         name: &str,
     ) -> Option<Registry> {
         let package = discover(dir)
@@ -569,7 +633,7 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, String> {
 async fn load_plugin(
     runtime: &Arc<Runtime>,
     dir: &Path,
-    policy: PluginLimitPolicy,
+    policy: &LoadPolicy,
 ) -> Result<LoadedPlugin, (String, String)> {
     let started = Instant::now();
     let fallback_name = dir
@@ -579,14 +643,18 @@ async fn load_plugin(
     let name = manifest.name.clone();
     let fail = |reason: String| (name.clone(), reason);
 
-    let limits = manifest.limits.apply(policy.defaults);
+    let limits = manifest.limits.apply(policy.limits.defaults);
     limits
         .validate()
-        .and_then(|()| limits.within(&policy.ceiling))
+        .and_then(|()| limits.within(&policy.limits.ceiling))
         .map_err(|reason| fail(format!("{MANIFEST_FILE} [limits]: {reason}")))?;
     let module_path = dir.join(&manifest.component);
     let wasm = std::fs::read(&module_path)
         .map_err(|e| fail(format!("cannot read {}: {e}", module_path.display())))?;
+    if let Some(trusted) = &policy.trusted_keys {
+        let signature = dir.join(format!("{}{SIGNATURE_SUFFIX}", manifest.component));
+        verify_signature(&wasm, &signature, trusted).map_err(fail)?;
+    }
     let config_json = manifest.config_json().to_string();
 
     let prepare_runtime = runtime.clone();
