@@ -349,3 +349,58 @@ fn a_watched_plugins_directory_reloads_by_itself() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Each swap changes which build answers: clients never see an older build after a newer
+/// one, and a call made after a reload returns gets the new build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_right_build_answers_before_and_after_each_swap() {
+    let env = TestEnv::new();
+    env.add("hostile", &fixture("hostile"), "[config]\nbuild = 0");
+    let server = std::sync::Arc::new(TestServer::start(env).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let call = |server: std::sync::Arc<TestServer>| async move {
+        let (status, answer) = server
+            .post("/mcp/execute", r#"{"action":"hostile__build"}"#)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["result"]["message"]
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let server = server.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seen.push(call(server.clone()).await);
+                }
+                seen
+            })
+        })
+        .collect();
+    let manifest = server.env.plugins.join("hostile/plugin.toml");
+    for build in 1..=5u32 {
+        std::fs::write(
+            &manifest,
+            format!("name = \"hostile\"\nversion = \"0.1.{build}\"\n[config]\nbuild = {build}\n"),
+        )
+        .unwrap();
+        let (status, body) = reload(&server).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            call(server.clone()).await,
+            build,
+            "the new build answers after the swap"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let seen = client.await.unwrap();
+        assert!(!seen.is_empty());
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "went back: {seen:?}");
+    }
+}
