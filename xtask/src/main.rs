@@ -9,6 +9,8 @@
 //! - `cargo xtask interop`: sets up the interop clients only: the official MCP SDKs for
 //!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`), and
 //!   MCP Inspector (`tests/interop/inspector`).
+//! - `cargo xtask sign KEY_FILE`: builds the plugins and signs every packaged one with the
+//!   Ed25519 key `waygate plugins keygen` wrote (a development key, say).
 //! - `cargo xtask bench`: builds the plugins, then runs the benchmarks in release mode.
 //!
 //! Installs what is missing (the `wasm32-wasip2` target, npm packages into each package's own
@@ -35,10 +37,14 @@ fn main() -> ExitCode {
             .and_then(|_| setup_interop())
             .and_then(|()| run_tests(rest)),
         "interop" => setup_interop(),
+        "sign" => match rest {
+            [key] => build_plugins().and_then(|plugins| sign_plugins(&plugins, key)),
+            _ => Err("usage: cargo xtask sign KEY_FILE (from `waygate plugins keygen`)".to_owned()),
+        },
         "bench" => build_plugins().and_then(|_| run_benches(rest)),
         "tidy" => tidy::check(&root()).map_err(|problems| problems.join("\n")),
         _ => {
-            eprintln!("usage: cargo xtask <plugins|run|test|interop|bench|tidy> [args]");
+            eprintln!("usage: cargo xtask <plugins|run|test|interop|sign|bench|tidy> [args]");
             return ExitCode::from(2);
         }
     };
@@ -222,6 +228,18 @@ fn run_server(plugins: &Path, args: &[String]) -> Result<(), String> {
         command.arg("--plugins").arg(plugins);
     }
     run(command.args(args))
+}
+
+/// Signs every package under `plugins` with `key`, through `waygate plugins sign`.
+fn sign_plugins(plugins: &Path, key: &str) -> Result<(), String> {
+    for package in subdirectories(plugins)? {
+        run(cargo()
+            .current_dir(root())
+            .args(["run", "--quiet", "-p", "waygate", "--", "plugins", "sign"])
+            .arg(&package)
+            .args(["--key", key]))?;
+    }
+    Ok(())
 }
 
 /// The interop clients: the pinned PyPI packages in a venv (rebuilt when
