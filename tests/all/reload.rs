@@ -404,3 +404,75 @@ async fn the_right_build_answers_before_and_after_each_swap() {
         assert!(seen.windows(2).all(|w| w[0] <= w[1]), "went back: {seen:?}");
     }
 }
+
+/// With signatures required, clients keep calling while signed updates and tampered ones
+/// are reloaded: the tampered ones are refused, the signed build keeps answering, and no
+/// call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signed_and_tampered_updates_under_load_fail_no_call() {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let random = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&random).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let public: [u8; 32] = pair.public_key().as_ref().try_into().unwrap();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let wasm = std::fs::read(example("echo")).unwrap();
+
+    let env = TestEnv::new();
+    env.add("echo", &example("echo"), "");
+    let package = env.plugins.join("echo");
+    std::fs::write(
+        package.join("plugin.wasm.sig"),
+        hex(pair.sign(&wasm).as_ref()),
+    )
+    .unwrap();
+    let options = crate::support::ServerOptions {
+        trusted_keys: Some(std::sync::Arc::from(vec![public])),
+        ..crate::support::ServerOptions::default()
+    };
+    let server = std::sync::Arc::new(TestServer::start_with(env, options).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (server, stop) = (server.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                let mut calls = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, body) = server
+                        .post(
+                            "/mcp/execute",
+                            r#"{"action":"echo__echo","params":{"message":"x"}}"#,
+                        )
+                        .await;
+                    calls += 1;
+                    if status != 200 {
+                        failed.push((status, body));
+                    }
+                }
+                (calls, failed)
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        let tampered = round % 2 == 1;
+        let mut bytes = wasm.clone();
+        if tampered {
+            bytes.push(0);
+        }
+        std::fs::write(package.join("plugin.wasm"), &bytes).unwrap();
+        let (status, body) = reload(&server).await;
+        assert_eq!(status, 200, "{body}");
+        if tampered {
+            assert_eq!(body["failed"][0]["serving_version"], "0.1.0", "{body}");
+        } else {
+            assert_eq!(body["failed"], json!([]), "{body}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let (calls, failed) = client.await.unwrap();
+        assert!(calls > 0);
+        assert!(failed.is_empty(), "{failed:?}");
+    }
+}

@@ -164,6 +164,8 @@ pub struct ServerOptions {
     pub rate_limits: RateLimitConfig,
     pub oauth: Option<waygate::config::OAuthConfig>,
     pub metrics_access: MetricsAccess,
+    /// Required signatures: the trusted Ed25519 public keys.
+    pub trusted_keys: Option<Arc<[[u8; 32]]>>,
 }
 
 impl Default for ServerOptions {
@@ -174,6 +176,7 @@ impl Default for ServerOptions {
             rate_limits: RATE_LIMITS_OFF,
             oauth: None,
             metrics_access: MetricsAccess::Open,
+            trusted_keys: None,
         }
     }
 }
@@ -339,7 +342,12 @@ impl TestServer {
             rate_limits,
             oauth,
             metrics_access,
+            trusted_keys,
         } = options;
+        let load_policy = LoadPolicy {
+            limits: env.limits.plugin_policy(),
+            trusted_keys,
+        };
         let oauth = oauth.map(|config| Arc::new(waygate::auth::OAuth::new(config)));
         let (keys, key) = if auth_on {
             let admin = KeySpec {
@@ -355,7 +363,7 @@ impl TestServer {
         } else {
             (None, None)
         };
-        let registry = env.registry().await;
+        let registry = Registry::load(&env.runtime, &env.plugins, &load_policy).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -366,7 +374,7 @@ impl TestServer {
             env.store.clone(),
             env.limits.clone(),
             env.plugins.clone(),
-            LoadPolicy::unsigned(env.limits.plugin_policy()),
+            load_policy,
         ));
         let admission = Admission {
             allowed_origins,
