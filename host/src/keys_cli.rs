@@ -121,6 +121,15 @@ pub fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
             json,
         } => {
             let role = Role::parse(&role).map_err(anyhow::Error::msg)?;
+            // Names tell callers apart (plugins see them as the caller id) and select keys
+            // here; two working keys share one only through a rotation's grace period.
+            if store
+                .keys()?
+                .iter()
+                .any(|k| k.name == name && status(k) == "active")
+            {
+                bail!("a working key is already named {name:?}: rotate it, or choose another name");
+            }
             let spec = KeySpec {
                 name: &name,
                 role,

@@ -317,6 +317,14 @@ fn the_keys_cli_changes_a_running_server_at_once_and_no_key_leaks() {
     eventually("a created key working", || call(&key) == 200);
     eprintln!("created key worked after {:?}", started.elapsed());
 
+    let twice = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+        .args([
+            "keys", "create", "--name", "ci", "--role", "reader", "--data",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!twice.status.success(), "a second working key named ci");
     let numeric = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
         .args([
             "keys", "create", "--name", "123", "--role", "reader", "--data",
