@@ -14,6 +14,7 @@ use waygate::registry::{LoadPolicy, Registry};
 use waygate::runtime::Runtime;
 use waygate::service::Service;
 use waygate::store::Store;
+use waygate::telemetry::SetLogLevel;
 
 /// Exit code for an unusable configuration, as `sysexits`' EX_USAGE family expects.
 const EXIT_CONFIG: u8 = 2;
@@ -174,7 +175,7 @@ fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
 }
 
 fn run_server(config: Config) -> ExitCode {
-    init_logging(&config);
+    let set_log_level = init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,7 +186,7 @@ fn run_server(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, set_log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "waygate stopped");
@@ -267,18 +268,32 @@ fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(config: &Config) {
+/// Installs the log subscriber; returns what changes its filter while the server runs.
+fn init_logging(config: &Config) -> SetLogLevel {
     let filter = tracing_subscriber::EnvFilter::new(&config.log);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let parse = |level: &str| {
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| format!("invalid filter: {e}"))
+    };
     match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Arc::new(move |level: &str| handle.reload(parse(level)?).map_err(|e| e.to_string()))
+        }
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Arc::new(move |level: &str| handle.reload(parse(level)?).map_err(|e| e.to_string()))
+        }
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.database_path())?);
@@ -343,6 +358,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics_access: config.metrics_access,
         rate_limits: config.rate_limits,
         tls,
+        log_level: Some(set_log_level),
         oauth: config
             .oauth
             .clone()

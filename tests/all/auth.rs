@@ -50,7 +50,11 @@ async fn mcp(server: &TestServer, key: &str, method: &str, params: Value) -> Htt
 }
 
 async fn rest(server: &TestServer, key: &str, method: &str, path: &str) -> u16 {
-    let body = (method == "POST").then_some(r#"{"action":"echo__echo","params":{"message":"x"}}"#);
+    let body = match method {
+        "POST" => Some(r#"{"action":"echo__echo","params":{"message":"x"}}"#),
+        "PUT" => Some(r#"{"level":"info"}"#),
+        _ => None,
+    };
     server
         .send(method, path, &[("x-api-key", key)], body)
         .await
@@ -74,6 +78,7 @@ async fn each_role_reaches_exactly_its_routes_and_methods() {
         ("GET", "/diagnostics/errors", Role::Reader),
         ("POST", "/mcp/execute", Role::Caller),
         ("GET", "/mcp/commands/history", Role::Admin),
+        ("PUT", "/diagnostics/log-level", Role::Admin),
     ];
     for (method, path, lowest) in routes {
         for (role, key) in [

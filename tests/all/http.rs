@@ -407,3 +407,45 @@ async fn oversized_and_overlong_request_heads_get_431() {
     assert_eq!(r.status, 431);
     assert_eq!(server.get("/health").await.0, 200, "still serving");
 }
+
+#[test]
+fn the_log_level_changes_at_run_time() {
+    use crate::support::{ADMIN_KEY, blocking_request, spawn_binary};
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[]);
+    let admin = [("x-api-key", ADMIN_KEY)];
+    let reloads_logged = || {
+        server
+            .log
+            .lock()
+            .unwrap()
+            .matches("plugins reloaded")
+            .count()
+    };
+    let set = |level: &str| {
+        blocking_request(
+            &server.addr,
+            "PUT",
+            "/diagnostics/log-level",
+            &admin,
+            &format!(r#"{{"level":"{level}"}}"#),
+        )
+    };
+    assert_eq!(set("warn").0, 200);
+    let before = reloads_logged();
+    blocking_request(&server.addr, "POST", "/plugins/reload", &admin, "");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(reloads_logged(), before, "info lines are off at warn");
+    assert_eq!(set("info").0, 200);
+    blocking_request(&server.addr, "POST", "/plugins/reload", &admin, "");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while reloads_logged() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "info lines are back at info"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, body) = set("waygate=[");
+    assert_eq!(status, 400, "{body}");
+}

@@ -382,6 +382,12 @@ impl TestServer {
             metrics_access,
             rate_limits,
             tls: None,
+            // Checks the filter as the binary's setter does; the test process keeps its own.
+            log_level: Some(Arc::new(|level: &str| {
+                tracing_subscriber::EnvFilter::try_new(level)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })),
             oauth,
         };
         let state = Arc::new(AppState::new(service, admission));

@@ -174,7 +174,8 @@ pub fn route_access(template: &str, method: &str) -> Access {
             "/plugins/reload"
             | "/plugins/{name}/reload"
             | "/plugins/{name}/disable"
-            | "/plugins/{name}/enable",
+            | "/plugins/{name}/enable"
+            | "/diagnostics/log-level",
             _,
         ) => Access::Role(Role::Admin),
         _ => Access::Role(Role::Reader),
@@ -580,6 +581,10 @@ mod tests {
             Access::Role(Role::Caller)
         );
         assert_eq!(route_access("/plugins", "GET"), Access::Role(Role::Reader));
+        assert_eq!(
+            route_access("/diagnostics/log-level", "PUT"),
+            Access::Role(Role::Admin)
+        );
         assert_eq!(mcp_method_role("tools/call"), Role::Caller);
         assert_eq!(mcp_method_role("tools/list"), Role::Reader);
         let reader = Principal {

@@ -24,6 +24,7 @@ use crate::config::limits::MAX_REQUEST_HEAD_BYTES;
 use crate::config::{Limits, MetricsAccess, RateLimitConfig};
 use crate::mcp::{ListChange, McpServer};
 use crate::service::{ReloadInProgress, ReloadReport, Service};
+use crate::telemetry::SetLogLevel;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -72,6 +73,8 @@ pub struct AppState {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Bearer JWTs from an authorization server; `None` when off.
     oauth: Option<Arc<OAuth>>,
+    /// Changes the log filter at run time.
+    log_level: Option<SetLogLevel>,
 }
 
 /// How the HTTP edge admits requests.
@@ -89,6 +92,8 @@ pub struct Admission {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Bearer JWTs from an authorization server, besides API keys; `None` when off.
     pub oauth: Option<Arc<OAuth>>,
+    /// What `PUT /diagnostics/log-level` calls; `None` where nothing can change the level.
+    pub log_level: Option<SetLogLevel>,
 }
 
 impl AppState {
@@ -104,6 +109,7 @@ impl AppState {
             rate: RateLimits::new(&admission.rate_limits),
             tls: admission.tls,
             oauth: admission.oauth,
+            log_level: admission.log_level,
             local_addr: OnceLock::new(),
             next_id: AtomicU64::new(1),
             shutting_down: watch::channel(false).0,
@@ -157,6 +163,11 @@ impl AppState {
             None => r#"Bearer realm="waygate""#.to_owned(),
         };
         HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer"))
+    }
+
+    /// Sets the log filter, when this process lets it be set.
+    fn set_log_level(&self, level: &str) -> Option<Result<(), String>> {
+        self.log_level.as_ref().map(|set| set(level))
     }
 
     /// The protected-resource metadata, when OAuth is configured.
@@ -535,7 +546,10 @@ async fn dispatch(
         return response;
     }
     // Only the two routes that take a body read one; the others never wait for it.
-    let takes_body = parts.method == Method::POST && matches!(template, "/mcp" | "/mcp/execute");
+    let takes_body = matches!(
+        (&parts.method, template),
+        (&Method::POST, "/mcp" | "/mcp/execute") | (&Method::PUT, "/diagnostics/log-level")
+    );
     let body = if takes_body {
         read_body(state, body).await
     } else {

@@ -40,6 +40,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/diagnostics/connection", &[Method::GET]),
     ("/diagnostics/performance", &[Method::GET]),
     ("/diagnostics/errors", &[Method::GET]),
+    ("/diagnostics/log-level", &[Method::PUT]),
     ("/.well-known/oauth-protected-resource", &[Method::GET]),
     ("/.well-known/oauth-protected-resource/mcp", &[Method::GET]),
 ];
@@ -128,6 +129,7 @@ pub(super) async fn route(
         ("/mcp/execute", &Method::POST) => execute(state, body, request_id, principal).await,
         ("/diagnostics/connection", &Method::GET) => ok(&diagnostics::connection(state)),
         ("/diagnostics/performance", &Method::GET) => ok(&diagnostics::performance(state)),
+        ("/diagnostics/log-level", &Method::PUT) => set_log_level(state, body),
         ("/diagnostics/errors", &Method::GET) => {
             diagnostics::errors(state, parts).map(|v| json_response(StatusCode::OK, &v))
         }
@@ -343,6 +345,27 @@ fn list_plugins(state: &AppState, parts: &Parts, principal: &Principal) -> Answe
     );
     page.headers(total, parts, response.headers_mut());
     Ok(response)
+}
+
+/// `PUT /diagnostics/log-level` with `{"level": "debug"}` or any tracing filter.
+fn set_log_level(state: &AppState, body: &Bytes) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LogLevel {
+        level: String,
+    }
+    let request: LogLevel = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("expected {{\"level\": \"…\"}}: {e}")))?;
+    match state.set_log_level(&request.level) {
+        Some(Ok(())) => {
+            tracing::warn!(level = %request.level, "log level changed");
+            ok(&json!({ "level": request.level }))
+        }
+        Some(Err(reason)) => Err(ApiError::invalid_request(reason)),
+        None => Err(ApiError::unavailable(
+            "this process's log level cannot be changed",
+        )),
+    }
 }
 
 /// The `{name}` of a `/plugins/{name}…` path.

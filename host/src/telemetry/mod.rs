@@ -7,6 +7,11 @@ mod errors;
 mod metrics;
 
 pub use errors::{ErrorEntry, ErrorLog};
+
+/// Sets the log filter of the running process (`info`, `waygate=debug,plugin=trace`);
+/// `Err` names what is wrong with the filter. Built by `main` over the subscriber it
+/// installs, used by `PUT /diagnostics/log-level`.
+pub type SetLogLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub use metrics::{
     LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, PluginLabels,
 };
