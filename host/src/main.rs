@@ -19,6 +19,8 @@ use waygate::telemetry::SetLogLevel;
 /// Exit code for an unusable configuration, as `sysexits`' EX_USAGE family expects.
 const EXIT_CONFIG: u8 = 2;
 
+mod cli_http;
+mod doctor_cli;
 mod keys_cli;
 mod plugins_cli;
 mod reload_cli;
@@ -36,6 +38,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a running server: port, endpoints, health, latency, plugins, performance.
+    Doctor {
+        /// The server's address [env: WAYGATE_BIND] [default: 127.0.0.1:8000].
+        #[arg(long)]
+        bind: Option<String>,
+        /// Config file [env: WAYGATE_CONFIG].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// An API key (reader or above) for the keyed checks.
+        #[arg(long, env = "WAYGATE_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
     /// Sign plugin packages and check their signatures (Ed25519).
     Plugins {
         #[command(subcommand)]
@@ -90,6 +104,25 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Doctor { bind, config, key } => {
+            let overrides = Overrides {
+                config,
+                bind,
+                ..Overrides::default()
+            };
+            let config = match load_config(&overrides) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            match doctor_cli::run(&config.bind.to_string(), key.as_deref()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("waygate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Plugins { command } => match plugins_cli::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -449,3 +449,42 @@ fn the_log_level_changes_at_run_time() {
     let (status, body) = set("waygate=[");
     assert_eq!(status, 400, "{body}");
 }
+
+#[test]
+fn doctor_checks_a_running_server() {
+    use crate::support::{ADMIN_KEY, spawn_binary};
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[]);
+    let doctor = |key: Option<&str>, bind: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"));
+        command
+            .args(["doctor", "--bind", bind])
+            .env_remove("WAYGATE_KEY");
+        if let Some(key) = key {
+            command.env("WAYGATE_KEY", key);
+        }
+        command.output().unwrap()
+    };
+    let healthy = doctor(Some(ADMIN_KEY), &server.addr);
+    let out = String::from_utf8_lossy(&healthy.stdout);
+    assert!(healthy.status.success(), "{out}");
+    for line in [
+        "ok    port",
+        "ok    GET /health",
+        "ok    latency (GET /health)",
+        "ok    performance",
+        "verdict: healthy",
+    ] {
+        assert!(out.contains(line), "{line:?} missing from:\n{out}");
+    }
+    assert!(!out.contains(ADMIN_KEY));
+    let unkeyed = String::from_utf8_lossy(&doctor(None, &server.addr).stdout).into_owned();
+    assert!(unkeyed.contains("skip  plugins"), "{unkeyed}");
+    drop(server);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let down = doctor(None, &closed);
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stdout).contains("FAIL  port"));
+}
