@@ -114,22 +114,13 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            match doctor_cli::run(&config.bind.to_string(), key.as_deref()) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("waygate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Plugins { command } => match plugins_cli::run(command) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("waygate: {e:#}");
+            if doctor_cli::run(&config.bind.to_string(), key.as_deref()) {
+                ExitCode::SUCCESS
+            } else {
                 ExitCode::FAILURE
             }
-        },
+        }
+        Command::Plugins { command } => finish(plugins_cli::run(command)),
         Command::Reload { bind, config, key } => {
             let overrides = Overrides {
                 config,
@@ -140,13 +131,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            match reload_cli::run(&config.bind.to_string(), &key) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("waygate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(reload_cli::run(&config.bind.to_string(), &key))
         }
         Command::Keys {
             data,
@@ -162,16 +147,11 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            let result = Store::open(&config.database_path())
-                .map_err(anyhow::Error::from)
-                .and_then(|store| keys_cli::run(&store, command));
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("waygate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(
+                Store::open(&config.database_path())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|store| keys_cli::run(&store, command)),
+            )
         }
         Command::Serve {
             bind,
@@ -194,6 +174,17 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             run_server(config)
+        }
+    }
+}
+
+/// The exit code of a CLI command, its error reported on standard error.
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("waygate: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
