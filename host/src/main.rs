@@ -349,7 +349,9 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
         }
     };
     // Taken before the load, so a change made while the plugins load is seen by the watcher.
-    let packages_before_load = waygate::registry::packages_fingerprint(&config.plugins_dir);
+    let packages_before_load = config
+        .watch_plugins
+        .then(|| waygate::registry::packages_fingerprint(&config.plugins_dir));
     let disabled = store.disabled_plugins()?;
     let load_policy = LoadPolicy {
         limits: config.limits.plugin_policy(),
@@ -390,12 +392,8 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
     };
     let state = Arc::new(AppState::new(service, admission));
     reload_on_sighup(state.clone());
-    if config.watch_plugins {
-        watch_plugins(
-            state.clone(),
-            config.plugins_dir.clone(),
-            packages_before_load,
-        );
+    if let Some(loaded) = packages_before_load {
+        watch_plugins(state.clone(), config.plugins_dir.clone(), loaded);
     }
     http::serve(listener, state, shutdown_signal()).await;
     tracing::info!("waygate stopped");
