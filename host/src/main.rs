@@ -104,55 +104,47 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Doctor { bind, config, key } => {
-            let overrides = Overrides {
+        Command::Doctor { bind, config, key } => with_config(
+            Overrides {
                 config,
                 bind,
                 ..Overrides::default()
-            };
-            let config = match load_config(&overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            if doctor_cli::run(&config.bind.to_string(), key.as_deref()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+            },
+            |config| {
+                if doctor_cli::run(&config.bind.to_string(), key.as_deref()) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            },
+        ),
         Command::Plugins { command } => finish(plugins_cli::run(command)),
-        Command::Reload { bind, config, key } => {
-            let overrides = Overrides {
+        Command::Reload { bind, config, key } => with_config(
+            Overrides {
                 config,
                 bind,
                 ..Overrides::default()
-            };
-            let config = match load_config(&overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            finish(reload_cli::run(&config.bind.to_string(), &key))
-        }
+            },
+            |config| finish(reload_cli::run(&config.bind.to_string(), &key)),
+        ),
         Command::Keys {
             data,
             config,
             command,
-        } => {
-            let overrides = Overrides {
+        } => with_config(
+            Overrides {
                 config,
                 data,
                 ..Overrides::default()
-            };
-            let config = match load_config(&overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            finish(
-                Store::open(&config.database_path())
-                    .map_err(anyhow::Error::from)
-                    .and_then(|store| keys_cli::run(&store, command)),
-            )
-        }
+            },
+            |config| {
+                finish(
+                    Store::open(&config.database_path())
+                        .map_err(anyhow::Error::from)
+                        .and_then(|store| keys_cli::run(&store, command)),
+                )
+            },
+        ),
         Command::Serve {
             bind,
             plugins,
@@ -160,21 +152,17 @@ fn main() -> ExitCode {
             config,
             cache_dir,
             log,
-        } => {
-            let overrides = Overrides {
+        } => with_config(
+            Overrides {
                 config,
                 bind,
                 plugins,
                 data,
                 cache_dir,
                 log,
-            };
-            let config = match load_config(&overrides) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            run_server(config)
-        }
+            },
+            run_server,
+        ),
     }
 }
 
@@ -189,13 +177,16 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// The configuration from the file, the environment and `overrides`; an unusable one is
-/// reported and exits with [`EXIT_CONFIG`].
-fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
-    config::load(overrides, |key| std::env::var(key).ok()).map_err(|e| {
-        eprintln!("waygate: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+/// Runs `command` with the configuration from the file, the environment and `overrides`;
+/// an unusable one is reported and exits with [`EXIT_CONFIG`].
+fn with_config(overrides: Overrides, command: impl FnOnce(Config) -> ExitCode) -> ExitCode {
+    match config::load(&overrides, |key| std::env::var(key).ok()) {
+        Ok(config) => command(config),
+        Err(e) => {
+            eprintln!("waygate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn run_server(config: Config) -> ExitCode {
