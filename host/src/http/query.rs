@@ -3,9 +3,11 @@
 //! Owns: [`pairs`], [`integer`], [`Page`]. Never: panics on any query string.
 //! Limits: at most [`MAX_LIMIT`] items per page.
 
-use super::ApiError;
+use super::{ApiError, Body, json_response};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
 
 /// Items per page unless the client asks.
 const DEFAULT_LIMIT: u64 = 10;
@@ -104,9 +106,20 @@ impl Page {
         (self.number - 1).saturating_mul(self.limit)
     }
 
+    /// The 200 answer carrying this page's `items` under `key`, of `total` in all, with the
+    /// pagination fields and headers.
+    pub fn respond(&self, key: &str, items: Value, total: u64, parts: &Parts) -> Response<Body> {
+        let mut response = json_response(
+            StatusCode::OK,
+            &json!({ key: items, "total": total, "page": self.number, "limit": self.limit }),
+        );
+        self.headers(total, parts, response.headers_mut());
+        response
+    }
+
     /// The pagination headers for `total` items. Links are relative to the server, so they
     /// never repeat a client's `Host` header back.
-    pub fn headers(&self, total: u64, parts: &Parts, headers: &mut HeaderMap) {
+    fn headers(&self, total: u64, parts: &Parts, headers: &mut HeaderMap) {
         let pages = total.div_ceil(self.limit);
         let path = parts.uri.path();
         let link = |page: u64, rel: &str| {

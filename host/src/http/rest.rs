@@ -339,12 +339,7 @@ fn list_plugins(state: &AppState, parts: &Parts, principal: &Principal) -> Answe
         .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
         .take(page.limit as usize)
         .collect();
-    let mut response = json_response(
-        StatusCode::OK,
-        &json!({ "plugins": plugins, "total": total, "page": page.number, "limit": page.limit }),
-    );
-    page.headers(total, parts, response.headers_mut());
-    Ok(response)
+    Ok(page.respond("plugins", Value::Array(plugins), total, parts))
 }
 
 /// `PUT /diagnostics/log-level` with `{"level": "debug"}` or any tracing filter.
@@ -467,12 +462,7 @@ async fn history(state: &AppState, parts: &Parts) -> Answer {
         Ok(Err(error)) => return Err(ApiError::unavailable(format!("database: {error}"))),
         Err(error) => return Err(ApiError::internal("", &error)),
     };
-    let mut response = json_response(
-        StatusCode::OK,
-        &json!({ "commands": rows, "total": total, "page": page.number, "limit": page.limit }),
-    );
-    page.headers(total, parts, response.headers_mut());
-    Ok(response)
+    Ok(page.respond("commands", json!(rows), total, parts))
 }
 
 fn status(state: &AppState, principal: &Principal) -> Value {
