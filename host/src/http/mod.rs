@@ -128,10 +128,7 @@ impl AppState {
         let Some(keys) = &self.keys else {
             return Ok(Principal::anonymous());
         };
-        let access = match template {
-            "/mcp" => Access::Role(Role::Reader),
-            template => auth::route_access(template, parts.method.as_str()),
-        };
+        let access = auth::route_access(template, parts.method.as_str());
         let needed = match (access, self.metrics_access) {
             (Access::Open, _) | (Access::Metrics, MetricsAccess::Open) => {
                 return Ok(Principal::nobody());
@@ -559,7 +556,7 @@ async fn dispatch(
         Ok(body) if is_mcp => {
             mcp::handle(state, parts, &body, request_id, &principal, client).await
         }
-        Ok(body) => match rest::route(state, parts, &body, request_id, &principal).await {
+        Ok(body) => match rest::route(state, parts, template, &body, request_id, &principal).await {
             Ok(response) => response,
             Err(error) => error_response(state, &error, request_id),
         },
@@ -653,8 +650,12 @@ fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<Body>
     bytes_response(status, "application/json", json.to_string().into_bytes())
 }
 
-fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(body.into())));
     *response.status_mut() = status;
     response
         .headers_mut()
