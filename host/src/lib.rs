@@ -6,6 +6,7 @@
 //!
 //! - [`auth`]: API keys, roles, and the role every route and MCP method needs.
 //! - [`config`]: defaults → file → environment → flags, and every limit ([`config::Limits`]).
+//! - [`hex`]: the one hex encoder and strict decoder (digests, keys, signatures).
 //! - [`http`]: the listener, routing, the REST endpoints, the MCP transport, errors → statuses.
 //! - [`mcp`]: JSON-RPC, the two protocol eras, sessions, the tools/resources/prompts methods.
 //! - [`service`]: what REST and MCP share: the registry serving now, the one tool-call path.
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod hex;
 pub mod http;
 pub mod mcp;
 pub mod registry;

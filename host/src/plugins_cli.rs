@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::path::{Path, PathBuf};
+use waygate::hex;
 use waygate::registry::{MANIFEST_FILE, Manifest, SIGNATURE_SUFFIX, verify_signature};
 
 /// What to do with plugin signatures.
@@ -35,10 +36,6 @@ pub enum PluginsCommand {
     },
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn component(dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = Manifest::read(dir).map_err(anyhow::Error::msg)?;
     Ok(dir.join(manifest.component))
@@ -66,7 +63,7 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
                 .open(&out)
                 .and_then(|mut file| file.write_all(pkcs8.as_ref()))
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!("{}", hex(pair.public_key().as_ref()));
+            println!("{}", hex::encode(pair.public_key().as_ref()));
             eprintln!(
                 "private key in {} (keep it secret); the line above is the public key",
                 out.display()
@@ -81,20 +78,19 @@ pub fn run(command: PluginsCommand) -> anyhow::Result<()> {
             let wasm =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let signature_path = PathBuf::from(format!("{}{SIGNATURE_SUFFIX}", path.display()));
-            std::fs::write(&signature_path, hex(pair.sign(&wasm).as_ref()) + "\n")
-                .with_context(|| format!("cannot write {}", signature_path.display()))?;
+            std::fs::write(
+                &signature_path,
+                hex::encode(pair.sign(&wasm).as_ref()) + "\n",
+            )
+            .with_context(|| format!("cannot write {}", signature_path.display()))?;
             println!("signed {} → {}", path.display(), signature_path.display());
         }
         PluginsCommand::Verify { dir, trusted } => {
             let keys: Vec<[u8; 32]> = trusted
                 .iter()
                 .map(|text| {
-                    let bytes: Vec<u8> = (0..text.len())
-                        .step_by(2)
-                        .filter_map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-                        .collect();
-                    <[u8; 32]>::try_from(bytes)
-                        .map_err(|_| anyhow::anyhow!("{text:?} is not a hex Ed25519 public key"))
+                    hex::decode(text.trim())
+                        .ok_or_else(|| anyhow::anyhow!("{text:?} is not a hex Ed25519 public key"))
                 })
                 .collect::<anyhow::Result<_>>()?;
             let path = component(&dir)?;

@@ -240,16 +240,8 @@ struct SignaturesSection {
 }
 
 /// A hex Ed25519 public key.
-fn public_key(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(key)
+fn public_key(text: &str) -> Option<[u8; 32]> {
+    crate::hex::decode(text.trim())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -556,10 +556,12 @@ async fn dispatch(
         Ok(body) if is_mcp => {
             mcp::handle(state, parts, &body, request_id, &principal, client).await
         }
-        Ok(body) => match rest::route(state, parts, template, &body, request_id, &principal).await {
-            Ok(response) => response,
-            Err(error) => error_response(state, &error, request_id),
-        },
+        Ok(body) => {
+            match rest::route(state, parts, template, &body, request_id, &principal).await {
+                Ok(response) => response,
+                Err(error) => error_response(state, &error, request_id),
+            }
+        }
         Err(error) if is_mcp => mcp::transport_error(&error),
         Err(error) => error_response(state, &error, request_id),
     };

@@ -51,17 +51,12 @@ pub fn verify_signature(
             signature_path.display()
         )
     })?;
-    let text = text.trim();
-    let signature: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .filter_map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect();
-    if signature.len() != 64 || text.len() != 128 {
+    let Some(signature) = crate::hex::decode::<64>(text.trim()) else {
         return Err(format!(
             "{} is not a hex Ed25519 signature",
             signature_path.display()
         ));
-    }
+    };
     let verified = trusted.iter().any(|key| {
         ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
             .verify(wasm, &signature)

@@ -122,11 +122,7 @@ impl ComponentCache {
 
 /// SHA-256 of `bytes` as lowercase hex: the content hash of a component.
 pub fn content_hash(bytes: &[u8]) -> String {
-    hex(digest(&SHA256, bytes).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(digest(&SHA256, bytes).as_ref())
 }
 
 fn verified_payload(bytes: &[u8]) -> Option<&[u8]> {
