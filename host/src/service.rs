@@ -309,13 +309,14 @@ impl Service {
         let _permit = self.enter()?;
         let started = Instant::now();
         let registry = self.registry();
-        let resolved = registry
-            .resolve_tool(name, allowed)
-            .map(|(plugin, entry)| (plugin.manifest.name.clone(), entry.qualified_name.clone()))
-            .ok();
+        let resolved = registry.resolve_tool(name, allowed);
+        let names = resolved
+            .as_ref()
+            .ok()
+            .map(|(plugin, entry)| (plugin.manifest.name.clone(), entry.qualified_name.clone()));
         // Every attempt is history, an unknown or ambiguous name included; a call whose
         // client goes away is recorded by the guard as `cancelled`.
-        let (plugin, command) = match &resolved {
+        let (plugin, command) = match &names {
             Some((plugin, tool)) => (Some(plugin.clone()), tool.clone()),
             None => (None, runtime::truncate(name.to_owned(), MAX_RECORDED_BYTES)),
         };
@@ -339,15 +340,16 @@ impl Service {
             }),
         };
         let request_id = options.request_id.clone();
-        let result = registry
-            .call_tool_as(&self.runtime, name, allowed, arguments, options)
-            .await;
+        let result = match resolved {
+            Ok((plugin, entry)) => entry.call(&self.runtime, plugin, arguments, options).await,
+            Err(error) => Err(error),
+        };
         let outcome = CallOutcome {
             result,
-            tool: resolved.as_ref().map(|(_, tool)| tool.clone()),
+            tool: names.as_ref().map(|(_, tool)| tool.clone()),
             duration: started.elapsed(),
         };
-        if let Some((plugin, tool)) = &resolved {
+        if let Some((plugin, tool)) = &names {
             self.count(plugin, tool, &outcome, &request_id);
         }
         pending.finish(
@@ -413,7 +415,7 @@ fn record_states(store: &Store, registry: &Registry) {
             version: Some(p.metadata.version.clone()),
             module_path: p.module_path.display().to_string(),
             content_hash: Some(p.guest.content_hash().to_owned()),
-            config: Some(p.shown_config().to_string()),
+            config: Some(p.shown_config.to_string()),
             error: failed
                 .get(p.manifest.name.as_str())
                 .map(|f| f.reason.clone()),

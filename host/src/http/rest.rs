@@ -286,7 +286,7 @@ fn plugin_json(state: &AppState, plugin: &LoadedPlugin, statistics: bool) -> Val
         "author": plugin.metadata.author,
         "status": "active",
         "capabilities": plugin.metadata.capabilities,
-        "config": plugin.shown_config(),
+        "config": plugin.shown_config,
         "tools": plugin.tools.iter().map(|t| t.qualified_name.clone()).collect::<Vec<_>>(),
         "prompts": plugin.prompts.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(),
         "content_hash": plugin.guest.content_hash(),

@@ -121,24 +121,10 @@ pub struct LoadedPlugin {
     pub module_path: PathBuf,
     /// Milliseconds the load took (compile or cache load, then the metadata calls).
     pub load_ms: u128,
-}
-
-impl LoadedPlugin {
     /// The plugin's config as shown to operators and readers: values whose property the
     /// plugin's config schema marks `"writeOnly": true` (passwords, tokens) are replaced by
     /// `"[redacted]"`, at any depth of nested objects.
-    pub fn shown_config(&self) -> Value {
-        let mut config = self.manifest.config_json();
-        if let Some(schema) = self
-            .metadata
-            .config_schema_json
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        {
-            redact(&mut config, &schema);
-        }
-        config
-    }
+    pub shown_config: Value,
 }
 
 /// Replaces, in `value`, every property `schema` marks write-only.
@@ -233,14 +219,17 @@ impl Registry {
                 Vec::new()
             }
         };
-        let (packages, skipped): (Vec<PathBuf>, Vec<PathBuf>) = packages
+        // A package whose manifest does not read is loaded, so its failure is reported.
+        let packages: Vec<PathBuf> = packages
             .into_iter()
-            .partition(|path| Manifest::read(path).map_or(true, |m| !disabled.contains(&m.name)));
-        for path in skipped {
-            if let Ok(manifest) = Manifest::read(&path) {
-                left_out.push((manifest.name, path));
-            }
-        }
+            .filter(|path| match Manifest::read(path) {
+                Ok(manifest) if disabled.contains(&manifest.name) => {
+                    left_out.push((manifest.name, path.clone()));
+                    false
+                }
+                _ => true,
+            })
+            .collect();
         let mut tasks = tokio::task::JoinSet::new();
         let mut paths = std::collections::HashMap::new();
         for (index, path) in packages.into_iter().enumerate() {
@@ -402,10 +391,8 @@ impl Registry {
     }
 
     /// Keeps serving, from `previous`, every plugin that failed to load here but was
-    /// loaded there: a broken update never takes a working plugin out of service. Returns
-    /// how many were kept.
-    pub fn keep_serving(&mut self, previous: &Registry) -> usize {
-        let mut kept = 0;
+    /// loaded there: a broken update never takes a working plugin out of service.
+    pub fn keep_serving(&mut self, previous: &Registry) {
         let mut kept_plugins = Vec::new();
         for failure in &mut self.failures {
             if self.plugins.contains_key(&failure.plugin) {
@@ -416,12 +403,10 @@ impl Registry {
             };
             failure.serving = Some(old.metadata.version.clone());
             kept_plugins.push(old.clone());
-            kept += 1;
         }
         for plugin in kept_plugins {
             self.insert_loaded(plugin);
         }
-        kept
     }
 
     /// The loaded plugins, by name.
@@ -523,13 +508,11 @@ impl Registry {
         Some((plugin, prompt))
     }
 
-    /// Resolves `tool` ([`Self::resolve_tool`]), validates `arguments` against its input
-    /// schema, then runs it in the sandbox. `Ok(Err(_))` is the plugin's own typed refusal.
+    /// Resolves `tool` ([`Self::resolve_tool`]) and runs it ([`ToolEntry::call`]).
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownTool`], [`Error::AmbiguousTool`], [`Error::InvalidArguments`] (the
-    /// guest never ran), or [`Error::Runtime`] when the sandbox stopped the call.
+    /// [`Error::UnknownTool`], [`Error::AmbiguousTool`], or as [`ToolEntry::call`].
     pub async fn call_tool(
         &self,
         runtime: &Runtime,
@@ -537,27 +520,29 @@ impl Registry {
         arguments: &Value,
         options: CallOptions,
     ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
-        self.call_tool_as(runtime, tool, None, arguments, options)
-            .await
+        let (plugin, entry) = self.resolve_tool(tool, None)?;
+        entry.call(runtime, plugin, arguments, options).await
     }
+}
 
-    /// [`Registry::call_tool`] for a caller limited to the `allowed` plugins.
+impl ToolEntry {
+    /// Validates `arguments` against the input schema, then runs the tool in `plugin`'s
+    /// sandbox. `Ok(Err(_))` is the plugin's own typed refusal.
     ///
     /// # Errors
     ///
-    /// As [`Registry::call_tool`]; another plugin's tool is unknown.
-    pub async fn call_tool_as(
+    /// [`Error::InvalidArguments`] (the guest never ran), or [`Error::Runtime`] when the
+    /// sandbox stopped the call.
+    pub async fn call(
         &self,
         runtime: &Runtime,
-        tool: &str,
-        allowed: Option<&[String]>,
+        plugin: &LoadedPlugin,
         arguments: &Value,
         options: CallOptions,
     ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
-        let (plugin, entry) = self.resolve_tool(tool, allowed)?;
         // Each message quotes the offending value, so both their number and their length
         // are capped: a hostile body must not turn into a larger error body.
-        let problems: Vec<String> = entry
+        let problems: Vec<String> = self
             .validator
             .iter_errors(arguments)
             .take(MAX_REPORTED_PROBLEMS)
@@ -573,14 +558,14 @@ impl Registry {
             .collect();
         if !problems.is_empty() {
             return Err(Error::InvalidArguments {
-                tool: entry.qualified_name.clone(),
+                tool: self.qualified_name.clone(),
                 problems,
             });
         }
         Ok(runtime
             .call_tool(
                 &plugin.guest,
-                &entry.tool.name,
+                &self.tool.name,
                 arguments.to_string(),
                 options,
             )
@@ -650,7 +635,8 @@ async fn load_plugin(
         let signature = dir.join(format!("{}{SIGNATURE_SUFFIX}", manifest.component));
         verify_signature(&wasm, &signature, trusted).map_err(fail)?;
     }
-    let config_json = manifest.config_json().to_string();
+    let config = manifest.config_json();
+    let config_json = config.to_string();
 
     let prepare_runtime = runtime.clone();
     let prepare_name = name.clone();
@@ -676,8 +662,10 @@ async fn load_plugin(
             metadata.name, manifest.name
         )));
     }
-    if let Some(schema) = &metadata.config_schema_json {
-        validate_config(schema, &manifest.config_json()).map_err(fail)?;
+    let mut shown_config = config.clone();
+    if let Some(schema_json) = &metadata.config_schema_json {
+        let schema = validate_config(schema_json, &config).map_err(fail)?;
+        redact(&mut shown_config, &schema);
     }
     let tools = runtime
         .list_tools(&guest, options())
@@ -723,10 +711,12 @@ async fn load_plugin(
         guest,
         module_path,
         load_ms: started.elapsed().as_millis(),
+        shown_config,
     })
 }
 
-fn validate_config(schema_json: &str, config: &Value) -> Result<(), String> {
+/// Checks `config` against the plugin's config schema, and returns the parsed schema.
+fn validate_config(schema_json: &str, config: &Value) -> Result<Value, String> {
     let schema: Value = serde_json::from_str(schema_json)
         .map_err(|e| format!("the plugin's config schema is not JSON: {e}"))?;
     let validator = jsonschema::validator_for(&schema)
@@ -739,7 +729,7 @@ fn validate_config(schema_json: &str, config: &Value) -> Result<(), String> {
         })
         .collect();
     if problems.is_empty() {
-        Ok(())
+        Ok(schema)
     } else {
         Err(format!(
             "{MANIFEST_FILE} [config] does not match the plugin's schema: {}",
