@@ -14,6 +14,7 @@
 //! - [`registry`]: plugin packages on disk, manifests, argument validation, name lookups.
 //! - [`runtime`]: the wasmtime engine; each call in a fresh, limited instance.
 //! - [`store`]: the SQLite database and its migrations; the only module with SQL.
+//! - [`tls_client`]: the TLS client settings of every outbound HTTPS connection.
 
 #![warn(missing_docs)]
 
@@ -27,3 +28,4 @@ pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls_client;

@@ -347,6 +347,7 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
     let load_policy = LoadPolicy {
         limits: config.limits.plugin_policy(),
         trusted_keys: config.trusted_keys.clone().map(Arc::from),
+        allowed_networks: Arc::from(config.outbound_allow_networks.as_slice()),
     };
     let registry =
         Registry::load_except(&runtime, &config.plugins_dir, &load_policy, &disabled).await;

@@ -120,6 +120,12 @@ impl Tool {
         self
     }
 
+    /// Marks the tool as reaching an open world of external entities, such as the web.
+    pub fn open_world(mut self) -> Self {
+        self.inner.hints.open_world = Some(true);
+        self
+    }
+
     pub(crate) fn into_wit(self) -> wit::Tool {
         self.inner
     }

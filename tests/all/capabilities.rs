@@ -7,17 +7,32 @@ use std::sync::Arc;
 use waygate::registry::Registry;
 use waygate::runtime::{CallError, Content};
 
-async fn hostile() -> (TestEnv, Registry) {
+/// The hostile fixture; `grant` is TOML added to its manifest.
+async fn hostile_with(grant: &str) -> (TestEnv, Registry) {
     let env = TestEnv::new();
-    env.add("hostile", &fixture("hostile"), "");
+    env.add("hostile", &fixture("hostile"), grant);
     let registry = env.registry().await;
+    assert!(registry.failures().is_empty(), "{:?}", registry.failures());
     (env, registry)
 }
 
+async fn hostile() -> (TestEnv, Registry) {
+    hostile_with("").await
+}
+
+/// Even a plugin granted outbound HTTP to any host gets nothing else.
+const HTTP_TO_ANYWHERE: &str = "[capabilities.http]\nallow = [\"*:*\"]\n";
+
 /// The fixture reports success with a `LEAK:` prefix, failure as a typed error starting
-/// with `denied:`.
+/// with `denied:`. Checked without grants and with the widest HTTP grant.
 async fn assert_denied(tool: &str, expected: &str) {
-    let (env, registry) = hostile().await;
+    for grant in ["", HTTP_TO_ANYWHERE] {
+        assert_denied_with(grant, tool, expected).await;
+    }
+}
+
+async fn assert_denied_with(grant: &str, tool: &str, expected: &str) {
+    let (env, registry) = hostile_with(grant).await;
     match registry
         .call_tool(&env.runtime, tool, &json!({}), options())
         .await
@@ -52,6 +67,25 @@ async fn sockets_are_refused() {
 #[tokio::test]
 async fn name_lookup_is_refused() {
     assert_denied("resolve-name", "denied").await;
+}
+
+#[tokio::test]
+async fn a_manifest_asking_for_files_environment_or_sockets_does_not_load() {
+    for (asked, key) in [
+        ("[capabilities]\nfilesystem = [\"/etc\"]", "filesystem"),
+        ("[capabilities.environment]\nHOME = true", "environment"),
+        ("[capabilities]\nsockets = true", "sockets"),
+    ] {
+        let env = TestEnv::new();
+        env.add("hostile", &fixture("hostile"), asked);
+        let registry = env.registry().await;
+        assert_eq!(registry.plugins().count(), 0, "{asked}");
+        let reason = &registry.failures()[0].reason;
+        assert!(
+            reason.contains(&format!("capabilities.{key} cannot be granted")),
+            "{reason}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -130,14 +130,14 @@ async fn lists_are_paged_with_the_spec_headers() {
         .send("GET", "/plugins?page=2&limit=2", &[], None)
         .await;
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(response.header("x-total-count"), Some("5"));
+    assert_eq!(response.header("x-total-count"), Some("6"));
     assert_eq!(response.header("x-page-count"), Some("3"));
     let link = response.header("link").expect("Link");
     assert!(link.contains("page=3&limit=2>; rel=\"next\""), "{link}");
     assert!(link.contains("page=1&limit=2>; rel=\"prev\""), "{link}");
     let body = response.json();
     assert_eq!(body["plugins"].as_array().map(Vec::len), Some(2));
-    assert_eq!(body["total"], 5);
+    assert_eq!(body["total"], 6);
     for bad in [
         "/plugins?limit=0",
         "/plugins?limit=101",

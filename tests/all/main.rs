@@ -9,6 +9,7 @@ mod interop;
 mod limits;
 mod mcp;
 mod oauth;
+mod outbound;
 mod plugins;
 mod reload;
 mod signatures;

@@ -2,13 +2,12 @@
 //! 127.0.0.1 publishes, checked for signature, issuer, audience, expiry and role; the
 //! protected-resource metadata; and a bounded refetch for unknown key ids.
 
-use crate::support::{ServerOptions, TestEnv, TestServer};
+use crate::support::{ServerOptions, TestEnv, TestServer, Upstream, UpstreamReply};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waygate::config::OAuthConfig;
 
 const ISSUER: &str = "https://auth.example.test";
@@ -68,30 +67,13 @@ fn claims(scope: &str) -> Value {
 
 /// Serves `jwks` at any path on 127.0.0.1 and counts the fetches.
 async fn jwks_server(jwks: Value) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let counter = fetches.clone();
     let body = jwks.to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
-    (url, fetches)
+    let upstream =
+        Upstream::start(move |_, _| UpstreamReply::ok("application/json", body.clone())).await;
+    (
+        format!("http://{}/jwks.json", upstream.addr),
+        upstream.requests,
+    )
 }
 
 async fn server(jwks_uri: String) -> TestServer {

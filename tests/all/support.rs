@@ -345,8 +345,8 @@ impl TestServer {
             trusted_keys,
         } = options;
         let load_policy = LoadPolicy {
-            limits: env.limits.plugin_policy(),
             trusted_keys,
+            ..LoadPolicy::unsigned(env.limits.plugin_policy())
         };
         let oauth = oauth.map(|config| Arc::new(waygate::auth::OAuth::new(config)));
         let (keys, key) = if auth_on {
@@ -685,4 +685,96 @@ pub fn blocking_request(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, body.to_owned())
+}
+
+/// What a [`Upstream`] server answers to one request.
+pub struct UpstreamReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// How long to wait before answering.
+    pub delay: std::time::Duration,
+    /// Send the body chunked, without a `Content-Length`.
+    pub chunked: bool,
+}
+
+impl UpstreamReply {
+    pub fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body: body.into(),
+            delay: std::time::Duration::ZERO,
+            chunked: false,
+        }
+    }
+}
+
+/// A plain HTTP/1.1 server on 127.0.0.1 standing for a service outside Waygate (an OAuth
+/// server's JWKS, a site a plugin fetches). It answers each request by `reply(method,
+/// path)` and counts the requests it received.
+pub struct Upstream {
+    pub addr: std::net::SocketAddr,
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start(
+        reply: impl Fn(&str, &str) -> UpstreamReply + Send + Sync + 'static,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        let reply = Arc::new(reply);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (counter, reply) = (counter.clone(), reply.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&head);
+                    let mut line = head.lines().next().unwrap_or_default().split(' ');
+                    let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+                    let answer = reply(method, path);
+                    tokio::time::sleep(answer.delay).await;
+                    let framing = if answer.chunked {
+                        "transfer-encoding: chunked".to_owned()
+                    } else {
+                        format!("content-length: {}", answer.body.len())
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {} X\r\ncontent-type: {}\r\n{framing}\r\nconnection: close\r\n\r\n",
+                        answer.status, answer.content_type
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    if answer.chunked {
+                        for chunk in answer.body.chunks(16 * 1024) {
+                            let size = format!("{:x}\r\n", chunk.len());
+                            let _ = stream.write_all(size.as_bytes()).await;
+                            let _ = stream.write_all(chunk).await;
+                            let _ = stream.write_all(b"\r\n").await;
+                        }
+                        let _ = stream.write_all(b"0\r\n\r\n").await;
+                    } else {
+                        let _ = stream.write_all(&answer.body).await;
+                    }
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

@@ -255,17 +255,9 @@ async fn get(url: &str) -> Result<hyper::body::Bytes, String> {
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     if https {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("bad host name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let tls = tokio_rustls::TlsConnector::from(crate::tls_client::config())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;

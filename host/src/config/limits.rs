@@ -24,6 +24,13 @@ pub const DEFAULT_PLUGIN_RESULT_BYTES: u64 = 8 << 20;
 pub const DEFAULT_PLUGIN_KV_QUOTA_BYTES: u64 = 1 << 20;
 /// Default cap on log lines one call may write through the `log` import.
 pub const DEFAULT_PLUGIN_LOG_LINES: u32 = 1_000;
+/// Default time an outbound HTTP request may take to connect and answer with its headers,
+/// and the longest pause between two chunks of its body: 10 s.
+pub const DEFAULT_PLUGIN_HTTP_TIMEOUT_MS: u64 = 10_000;
+/// Default cap on the body of one outbound HTTP response: 4 MiB.
+pub const DEFAULT_PLUGIN_HTTP_RESPONSE_BYTES: u64 = 4 << 20;
+/// Default number of outbound HTTP requests one call may send.
+pub const DEFAULT_PLUGIN_HTTP_REQUESTS: u32 = 16;
 /// Tables, memories and core instances one component may create; generous for the
 /// multi-module components that Python and JavaScript toolchains emit.
 pub const MAX_TABLES_PER_INSTANCE: u32 = 32;
@@ -183,6 +190,18 @@ pub struct PluginLimits {
     /// Lines one call may log through the `log` import (call scope); further lines are
     /// dropped and counted. Default [`DEFAULT_PLUGIN_LOG_LINES`].
     pub log_lines: u32,
+    /// Time an outbound HTTP request (granted by `[capabilities.http]`) may take from
+    /// sending to its response headers, and the longest pause between two body chunks
+    /// (request scope); past it the plugin gets a timeout error code.
+    /// Default [`DEFAULT_PLUGIN_HTTP_TIMEOUT_MS`].
+    pub http_timeout_ms: u64,
+    /// Body bytes of one outbound HTTP response (request scope); past it the body stream
+    /// fails with `http-response-body-size`, and a larger `Content-Length` fails the request
+    /// at once. Default [`DEFAULT_PLUGIN_HTTP_RESPONSE_BYTES`].
+    pub http_response_bytes: u64,
+    /// Outbound HTTP requests one call may send (call scope); one more fails with
+    /// `connection-limit-reached`. Default [`DEFAULT_PLUGIN_HTTP_REQUESTS`].
+    pub http_requests: u32,
 }
 
 impl Default for PluginLimits {
@@ -196,6 +215,9 @@ impl Default for PluginLimits {
             result_bytes: DEFAULT_PLUGIN_RESULT_BYTES,
             kv_quota_bytes: DEFAULT_PLUGIN_KV_QUOTA_BYTES,
             log_lines: DEFAULT_PLUGIN_LOG_LINES,
+            http_timeout_ms: DEFAULT_PLUGIN_HTTP_TIMEOUT_MS,
+            http_response_bytes: DEFAULT_PLUGIN_HTTP_RESPONSE_BYTES,
+            http_requests: DEFAULT_PLUGIN_HTTP_REQUESTS,
         }
     }
 }
@@ -211,6 +233,9 @@ impl PluginLimits {
         result_bytes: 64 << 20,
         kv_quota_bytes: 64 << 20,
         log_lines: 10_000,
+        http_timeout_ms: 120_000,
+        http_response_bytes: 64 << 20,
+        http_requests: 256,
     };
 
     /// Checks that no value passes `ceiling`; the message names the key and both values.
@@ -240,6 +265,21 @@ impl PluginLimits {
                 u64::from(self.log_lines),
                 u64::from(ceiling.log_lines),
             ),
+            (
+                "http_timeout_ms",
+                self.http_timeout_ms,
+                ceiling.http_timeout_ms,
+            ),
+            (
+                "http_response_bytes",
+                self.http_response_bytes,
+                ceiling.http_response_bytes,
+            ),
+            (
+                "http_requests",
+                u64::from(self.http_requests),
+                u64::from(ceiling.http_requests),
+            ),
         ];
         match pairs.iter().find(|(_, value, most)| value > most) {
             Some((key, value, most)) => Err(format!(
@@ -262,6 +302,7 @@ impl PluginLimits {
             ("max_concurrency", u64::from(self.max_concurrency)),
             ("result_bytes", self.result_bytes),
             ("output_bytes", self.output_bytes),
+            ("http_timeout_ms", self.http_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{key} must be greater than 0"));
@@ -278,6 +319,11 @@ impl PluginLimits {
     /// The wall-clock limit as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The outbound HTTP timeout as a duration.
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
     }
 
     /// The memory cap in bytes.
@@ -298,6 +344,9 @@ pub struct PluginLimitOverrides {
     result_bytes: Option<u64>,
     kv_quota_bytes: Option<u64>,
     log_lines: Option<u32>,
+    http_timeout_ms: Option<u64>,
+    http_response_bytes: Option<u64>,
+    http_requests: Option<u32>,
 }
 
 impl PluginLimitOverrides {
@@ -312,6 +361,11 @@ impl PluginLimitOverrides {
             result_bytes: self.result_bytes.unwrap_or(defaults.result_bytes),
             kv_quota_bytes: self.kv_quota_bytes.unwrap_or(defaults.kv_quota_bytes),
             log_lines: self.log_lines.unwrap_or(defaults.log_lines),
+            http_timeout_ms: self.http_timeout_ms.unwrap_or(defaults.http_timeout_ms),
+            http_response_bytes: self
+                .http_response_bytes
+                .unwrap_or(defaults.http_response_bytes),
+            http_requests: self.http_requests.unwrap_or(defaults.http_requests),
         }
     }
 }
@@ -382,6 +436,9 @@ mod tests {
             ("result_bytes", p.result_bytes.to_string()),
             ("kv_quota_bytes", p.kv_quota_bytes.to_string()),
             ("log_lines", p.log_lines.to_string()),
+            ("http_timeout_ms", p.http_timeout_ms.to_string()),
+            ("http_response_bytes", p.http_response_bytes.to_string()),
+            ("http_requests", p.http_requests.to_string()),
         ];
         for (key, default) in rows {
             let row = format!("| `{key}` | {default} |");
@@ -397,6 +454,9 @@ mod tests {
             ("result_bytes", c.result_bytes.to_string()),
             ("kv_quota_bytes", c.kv_quota_bytes.to_string()),
             ("log_lines", c.log_lines.to_string()),
+            ("http_timeout_ms", c.http_timeout_ms.to_string()),
+            ("http_response_bytes", c.http_response_bytes.to_string()),
+            ("http_requests", c.http_requests.to_string()),
         ];
         for (key, ceiling) in ceilings {
             let row = format!("| `plugin_ceiling.{key}` | {ceiling} |");

@@ -168,6 +168,11 @@ pub struct Config {
     pub admin_key: Option<Secret>,
     /// Per-client rate limits.
     pub rate_limits: RateLimitConfig,
+    /// Address ranges normally closed to plugins' outbound HTTP (loopback, private,
+    /// link-local and the other special-purpose ranges) that the operator opens anyway
+    /// (`[outbound_http] allow_networks`). Public addresses need no entry; a plugin still
+    /// reaches only the hosts its manifest's `[capabilities.http]` lists.
+    pub outbound_allow_networks: Vec<ipnet::IpNet>,
     /// Every limit.
     pub limits: Limits,
 }
@@ -229,7 +234,14 @@ struct FileConfig {
     auth: AuthSection,
     rate_limits: RateLimitConfig,
     signatures: SignaturesSection,
+    outbound_http: OutboundHttpSection,
     limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct OutboundHttpSection {
+    allow_networks: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,6 +394,26 @@ pub fn load(
         });
     }
     let trusted_keys = required.then_some(keys);
+    let outbound_allow_networks = file
+        .outbound_http
+        .allow_networks
+        .iter()
+        .map(|text| {
+            text.trim()
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| {
+                    text.trim()
+                        .parse::<std::net::IpAddr>()
+                        .map(ipnet::IpNet::from)
+                })
+                .map_err(|_| ConfigError::Invalid {
+                    key: "outbound_http.allow_networks".to_owned(),
+                    value: text.clone(),
+                    allowed: "IP networks in CIDR form (127.0.0.0/8, fd00::/8) or single addresses"
+                        .to_owned(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let log = pick(
         overrides.log.clone(),
         "WAYGATE_LOG",
@@ -550,6 +582,7 @@ pub fn load(
         cache_dir,
         watch_plugins,
         trusted_keys,
+        outbound_allow_networks,
         log,
         log_format,
         auth,

@@ -8,7 +8,7 @@ use super::{ApiError, AppState, Body, bytes_response, diagnostics, json_response
 use crate::auth::Principal;
 use crate::mcp::content_json;
 use crate::registry::LoadedPlugin;
-use crate::runtime::{CallError, CallOptions, Content, Limit, ToolResult};
+use crate::runtime::{CallError, CallOptions, Content, HostPattern, HttpMethod, Limit, ToolResult};
 use crate::service::{ReloadReport, Source};
 use crate::telemetry::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use hyper::body::Bytes;
@@ -295,6 +295,23 @@ fn plugin_json(state: &AppState, plugin: &LoadedPlugin, statistics: bool) -> Val
             "fuel": limits.fuel,
             "timeout_ms": limits.timeout_ms,
             "max_concurrency": limits.max_concurrency,
+            "output_bytes": limits.output_bytes,
+            "result_bytes": limits.result_bytes,
+            "kv_quota_bytes": limits.kv_quota_bytes,
+            "log_lines": limits.log_lines,
+            "http_timeout_ms": limits.http_timeout_ms,
+            "http_response_bytes": limits.http_response_bytes,
+            "http_requests": limits.http_requests,
+        },
+        "grants": {
+            "http": plugin.guest.http_grant().map(|http| json!({
+                "allow": http.allow().map(HostPattern::as_str).collect::<Vec<_>>(),
+                "methods": http.methods().map(HttpMethod::as_str).collect::<Vec<_>>(),
+                "allowed_networks": http.allowed_networks().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })),
+            "filesystem": false,
+            "environment": false,
+            "sockets": false,
         },
     });
     if statistics {

@@ -1,6 +1,7 @@
 //! The `plugin.toml` manifest an operator writes beside each component.
 
 use crate::config::PluginLimitOverrides;
+use crate::runtime::{HostPattern, HttpMethod};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -21,6 +22,10 @@ pub const MANIFEST_FILE: &str = "plugin.toml";
 ///
 /// [config]                       # optional; validated against the plugin's schema
 /// max_notes = 100
+///
+/// [capabilities.http]            # optional; the one grant there is
+/// allow = ["api.example.com", "https://*.github.com"]
+/// methods = ["GET"]              # default: GET and HEAD
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +46,35 @@ pub struct Manifest {
     /// The plugin's configuration.
     #[serde(default)]
     pub config: toml::Table,
+    /// What the operator grants the plugin beyond computing on its arguments.
+    #[serde(default)]
+    pub capabilities: Capabilities,
 }
 
+/// A manifest's `[capabilities]`: outbound HTTP, and nothing else. A filesystem, the
+/// environment or raw sockets are never granted, whatever a manifest asks; asking for them
+/// is an error, so an operator is not misled into thinking they were.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Capabilities {
+    /// Outbound HTTP through `wasi:http`.
+    pub http: Option<HttpCapability>,
+    /// Every other key, refused by [`Manifest::parse`].
+    #[serde(flatten)]
+    refused: toml::Table,
+}
+
+/// `[capabilities.http]`: which hosts and methods a plugin may use. Its limits (timeout,
+/// response size, requests per call) are the `http_*` keys of `[limits]`; the addresses
+/// it may reach are further bounded by the operator's `[outbound_http]` policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCapability {
+    /// Host patterns (`[scheme://]host[:port]`); see [`HostPattern`].
+    pub allow: Vec<HostPattern>,
+    /// Methods allowed; GET and HEAD when not given.
+    #[serde(default = "HttpMethod::read_only")]
+    pub methods: Vec<HttpMethod>,
+}
 fn default_component() -> String {
     "plugin.wasm".to_owned()
 }
@@ -90,6 +122,21 @@ impl Manifest {
                 manifest.component
             ));
         }
+        if let Some(key) = manifest.capabilities.refused.keys().next() {
+            return Err(format!(
+                "capabilities.{key} cannot be granted: plugins never get a filesystem, environment variables or sockets; the one grant is [capabilities.http]"
+            ));
+        }
+        if manifest
+            .capabilities
+            .http
+            .as_ref()
+            .is_some_and(|http| http.allow.is_empty() || http.methods.is_empty())
+        {
+            return Err(
+                "[capabilities.http] needs at least one host in allow and one method".to_owned(),
+            );
+        }
         Ok(manifest)
     }
 
@@ -109,6 +156,18 @@ mod tests {
         let m = Manifest::parse("name = \"echo\"\nversion = \"0.1.0\"").unwrap();
         assert_eq!(m.component, "plugin.wasm");
         assert_eq!(m.config_json(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn an_http_grant_reads_hosts_and_defaults_to_read_only_methods() {
+        let m = Manifest::parse(
+            "name = \"f\"\nversion = \"1\"\n[capabilities.http]\nallow = [\"api.example.com\"]",
+        )
+        .unwrap();
+        let http = m.capabilities.http.unwrap();
+        assert_eq!(http.allow[0].as_str(), "api.example.com");
+        let methods: Vec<&str> = http.methods.iter().map(HttpMethod::as_str).collect();
+        assert_eq!(methods, ["GET", "HEAD"]);
     }
 
     #[test]
@@ -138,6 +197,26 @@ mod tests {
                 "unknown field",
             ),
             ("version = \"1\"", "missing field `name`"),
+            (
+                "name = \"e\"\nversion = \"1\"\n[capabilities]\nfilesystem = [\"/\"]",
+                "capabilities.filesystem cannot be granted",
+            ),
+            (
+                "name = \"e\"\nversion = \"1\"\n[capabilities.env]\nHOME = true",
+                "capabilities.env cannot be granted",
+            ),
+            (
+                "name = \"e\"\nversion = \"1\"\n[capabilities.http]\nallow = [\"x.com/a\"]",
+                "not a host pattern",
+            ),
+            (
+                "name = \"e\"\nversion = \"1\"\n[capabilities.http]\nallow = [\"x.com\"]\nmethods = [\"CONNECT\"]",
+                "cannot be allowed",
+            ),
+            (
+                "name = \"e\"\nversion = \"1\"\n[capabilities.http]\nallow = []",
+                "at least one host",
+            ),
         ];
         for (text, expected) in cases {
             let err = Manifest::parse(text).unwrap_err();

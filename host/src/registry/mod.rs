@@ -19,6 +19,9 @@ pub struct LoadPolicy {
     pub limits: PluginLimitPolicy,
     /// The trusted keys, when every component must be signed by one of them.
     pub trusted_keys: Option<Arc<[[u8; 32]]>>,
+    /// Special-purpose networks (loopback, private…) the operator opens to plugins' granted
+    /// outbound HTTP: `[outbound_http] allow_networks`.
+    pub allowed_networks: Arc<[ipnet::IpNet]>,
 }
 
 impl LoadPolicy {
@@ -27,6 +30,7 @@ impl LoadPolicy {
         LoadPolicy {
             limits,
             trusted_keys: None,
+            allowed_networks: Arc::from([]),
         }
     }
 }
@@ -68,7 +72,7 @@ pub fn verify_signature(
         Err("the component's signature does not verify with any trusted key: tampered, or signed by an untrusted key".to_owned())
     }
 }
-use crate::runtime::{self, CallOptions, Guest, PluginMetadata, Prompt, Runtime, Tool};
+use crate::runtime::{self, CallOptions, Guest, HttpGrant, PluginMetadata, Prompt, Runtime, Tool};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -646,7 +650,15 @@ async fn load_plugin(
     .await
     .map_err(|e| fail(format!("compile task failed: {e}")))?
     .map_err(|e| fail(e.to_string()))?;
-    let guest = Arc::new(guest);
+    let guest = Arc::new(match &manifest.capabilities.http {
+        Some(http) => guest.grant_http(HttpGrant::new(
+            http.allow.clone(),
+            http.methods.clone(),
+            policy.allowed_networks.clone(),
+            &limits,
+        )),
+        None => guest,
+    });
 
     let options = || CallOptions {
         request_id: format!("load:{name}"),

@@ -1,12 +1,13 @@
 //! The per-call host state: the WASI context, the limiter, and the host's imports
-//! (`log`, `progress`, `config`, `kv`) as the guest sees them.
+//! (`log`, `progress`, `config`, `kv`, and `wasi:http` through `outbound`) as the guest sees them.
 //! Owns: [`HostState`], [`HostStateBuilder`]. Never: reaches the network or the filesystem
-//! on the guest's behalf except through the store's namespaced key-value API.
+//! on the guest's behalf, except the store's namespaced key-value API and granted HTTP.
 //! Limits: [`PluginLimits::memory_mib`], [`PluginLimits::output_bytes`],
 //! [`PluginLimits::log_lines`], [`PluginLimits::kv_quota_bytes`].
 
 use super::bindings::waygate::plugin::{config, kv, log, progress, types};
 use super::error::Limit;
+use super::outbound::{HttpGrant, OutboundHttp};
 use crate::config::PluginLimits;
 use crate::config::limits::{
     MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE, MAX_TABLE_ELEMENTS,
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Longest log message kept from the guest; the rest is cut and marked.
 const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
@@ -42,6 +44,10 @@ pub struct HostState {
     wasi: WasiCtx,
     /// Handles (streams, pollables) the WASI implementation hands to the guest.
     table: ResourceTable,
+    /// `wasi:http`'s own state; every request it sends goes through `outbound`.
+    http: WasiHttpCtx,
+    /// The plugin's HTTP grant, enforced on each request; without one, all are refused.
+    outbound: OutboundHttp,
     /// Enforces the memory and table caps, and remembers which one was hit.
     pub(super) limiter: CallLimiter,
     /// Captured stdout and stderr, capped; logged after the call.
@@ -85,8 +91,9 @@ pub type ProgressSink = tokio::sync::mpsc::Sender<Progress>;
 
 /// Builds a [`HostState`]. The defaults deny everything:
 /// no environment variables, no arguments, no preopened directories (so no filesystem),
-/// no TCP, no UDP, no name lookup, stdin closed, and stdout/stderr captured into a capped
-/// buffer instead of the host's own streams. Clocks and randomness work.
+/// no TCP, no UDP, no name lookup, no outbound HTTP, stdin closed, and stdout/stderr
+/// captured into a capped buffer instead of the host's own streams. Clocks and randomness
+/// work. Outbound HTTP is the one thing a grant can add ([`HostStateBuilder::http`]).
 pub struct HostStateBuilder {
     plugin: Arc<str>,
     request_id: Arc<str>,
@@ -94,6 +101,7 @@ pub struct HostStateBuilder {
     store: Arc<Store>,
     limits: PluginLimits,
     progress: Option<ProgressSink>,
+    http: Option<Arc<HttpGrant>>,
 }
 
 impl HostStateBuilder {
@@ -111,7 +119,14 @@ impl HostStateBuilder {
             store,
             limits,
             progress: None,
+            http: None,
         }
+    }
+
+    /// Lets the call send the HTTP requests `grant` allows.
+    pub fn http(mut self, grant: Option<Arc<HttpGrant>>) -> Self {
+        self.http = grant;
+        self
     }
 
     /// Sends the call's progress reports to `sink`.
@@ -146,6 +161,8 @@ impl HostStateBuilder {
         HostState {
             wasi,
             table,
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHttp::new(self.http, self.plugin.clone(), self.request_id.clone()),
             limiter: CallLimiter::new(self.limits.memory_bytes()),
             output,
             plugin: self.plugin,
@@ -167,6 +184,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

@@ -8,6 +8,7 @@ mod bindings;
 mod cache;
 mod error;
 mod host;
+mod outbound;
 
 pub use bindings::{
     BinaryContent, CallContext, CallError, Content, PluginMetadata, Prompt, PromptArgument,
@@ -17,6 +18,7 @@ pub use bindings::{
 pub use cache::{CacheOutcome, content_hash};
 pub use error::{Error, Limit};
 pub use host::{HostState, HostStateBuilder, Progress, ProgressSink, truncate};
+pub use outbound::{HostPattern, HttpGrant, HttpMethod, special_range};
 
 use crate::config::limits::{
     EPOCH_TICK, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_MEMORIES_PER_INSTANCE, MAX_PLUGIN_MEMORY_MIB,
@@ -81,9 +83,22 @@ pub struct Guest {
     permits: Arc<Semaphore>,
     content_hash: String,
     cache_outcome: CacheOutcome,
+    /// What it may reach over HTTP; `None`: nothing.
+    http: Option<Arc<HttpGrant>>,
 }
 
 impl Guest {
+    /// What the plugin may reach over HTTP, if anything.
+    pub fn http_grant(&self) -> Option<&HttpGrant> {
+        self.http.as_deref()
+    }
+
+    /// Lets the plugin's calls send the HTTP requests `grant` allows.
+    pub fn grant_http(mut self, grant: HttpGrant) -> Self {
+        self.http = Some(Arc::new(grant));
+        self
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -172,6 +187,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| host_error("start-up", e))?;
+        // Every component may import `wasi:http`; a request without a grant is refused
+        // when it is sent (`outbound`), which tells the plugin why instead of failing its load.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| host_error("start-up", e))?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| host_error("start-up", e))?;
         let cache = ComponentCache::new(&engine, cache_dir).map_err(|e| Error::Host {
@@ -229,6 +248,7 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             content_hash,
             cache_outcome,
+            http: None,
         })
     }
 
@@ -432,6 +452,7 @@ impl Runtime {
         )
         .request_id(&options.request_id)
         .progress(options.progress.clone())
+        .http(guest.http.clone())
         .build();
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
