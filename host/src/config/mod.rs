@@ -251,6 +251,18 @@ struct SignaturesSection {
     trusted_keys: Option<Vec<String>>,
 }
 
+/// `::ffff:a.b.c.d/n` as `a.b.c.d/(n-96)`: addresses are checked in their IPv4 form, which
+/// a mapped network would never contain.
+fn ipv4_mapped_as_ipv4(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, ipnet::IpNet::V4),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 /// A hex Ed25519 public key.
 fn public_key(text: &str) -> Option<[u8; 32]> {
     crate::hex::decode(text.trim())
@@ -406,6 +418,7 @@ pub fn load(
                         .parse::<std::net::IpAddr>()
                         .map(ipnet::IpNet::from)
                 })
+                .map(ipv4_mapped_as_ipv4)
                 .map_err(|_| ConfigError::Invalid {
                     key: "outbound_http.allow_networks".to_owned(),
                     value: text.clone(),
@@ -761,6 +774,31 @@ mod tests {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("jwks_uri"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn outbound_networks_parse_and_mapped_ones_become_ipv4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waygate.toml");
+        std::fs::write(
+            &path,
+            "[outbound_http]\nallow_networks = [\"10.1.0.0/16\", \"::1\", \"::ffff:192.168.0.0/112\"]",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let config = load(&overrides, |_| None).unwrap();
+        let shown: Vec<String> = config
+            .outbound_allow_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.1.0.0/16", "::1/128", "192.168.0.0/16"]);
+        std::fs::write(&path, "[outbound_http]\nallow_networks = [\"10.1.0.0/33\"]").unwrap();
+        let error = load(&overrides, |_| None).unwrap_err().to_string();
+        assert!(error.contains("outbound_http.allow_networks"), "{error}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -295,6 +296,7 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
         _ if a == 192 && b == 0 && c == 0 => "an IETF protocol address (192.0.0.0/24)",
         _ if ip.is_documentation() => "a documentation address",
         _ if a == 198 && (18..20).contains(&b) => "a benchmarking address (198.18.0.0/15)",
+        _ if a == 192 && b == 88 && c == 99 => "a 6to4 relay address (192.88.99.0/24)",
         _ if ip.is_multicast() => "a multicast address",
         _ if a >= 240 => "a reserved address (240.0.0.0/4)",
         _ => return None,
@@ -312,6 +314,8 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if ip.is_unspecified() => "the unspecified address (::)",
         _ if ip.is_loopback() => "a loopback address (::1)",
         _ if s[..6] == [0; 6] => "an IPv4-compatible address (::/96)",
+        // IPv4-translated (SIIT) addresses reach an IPv4 host: judge that one.
+        _ if s[..6] == [0, 0, 0, 0, 0xffff, 0] => return special_v4(embedded_v4(s[6], s[7])),
         // NAT64 and 6to4 carry an IPv4 address: judge that one.
         _ if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => return special_v4(embedded_v4(s[6], s[7])),
         _ if s[0] == 0x2002 => return special_v4(embedded_v4(s[1], s[2])),
@@ -319,6 +323,8 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if s[..4] == [0x100, 0, 0, 0] => "a discard-only address (100::/64)",
         _ if s[0] == 0x2001 && s[1] < 0x200 => "an IETF protocol address (2001::/23)",
         _ if s[0] == 0x2001 && s[1] == 0xdb8 => "a documentation address (2001:db8::/32)",
+        _ if s[0] & 0xf000 == 0x3000 && s[0] >> 4 == 0x3ff => "a documentation address (3fff::/20)",
+        _ if s[0] == 0x5f00 => "a segment-routing address (5f00::/16)",
         _ if ip.is_unique_local() => "a unique local address (fc00::/7)",
         _ if ip.is_unicast_link_local() => "a link-local address (fe80::/10)",
         _ if s[0] & 0xffc0 == 0xfec0 => "a site-local address (fec0::/10)",
@@ -351,7 +357,13 @@ pub(super) struct OutboundHttp {
     plugin: Arc<str>,
     request_id: Arc<str>,
     sent: u32,
+    /// Failures logged so far in this call, shared with the requests' futures.
+    failures_logged: Arc<AtomicU32>,
 }
+
+/// Failed or refused requests logged per call; a guest looping on refused requests would
+/// otherwise write a line each time, around the `log_lines` cap.
+const MAX_FAILURES_LOGGED: u32 = 8;
 
 impl OutboundHttp {
     pub(super) fn new(
@@ -364,6 +376,7 @@ impl OutboundHttp {
             plugin,
             request_id,
             sent: 0,
+            failures_logged: Arc::new(AtomicU32::new(0)),
         }
     }
 
@@ -385,7 +398,23 @@ impl OutboundHttp {
             });
         }
         let uri = request.uri();
-        let https = uri.scheme_str() == Some("https");
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            other => {
+                return Err(Refusal {
+                    code: HttpError::HttpRequestUriInvalid,
+                    reason: format!("scheme {other:?} is not http or https"),
+                });
+            }
+        };
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // The Host header is built from the authority: credentials would go out in it.
+            return Err(Refusal {
+                code: HttpError::HttpRequestUriInvalid,
+                reason: "credentials in the URL's authority are not sent".to_owned(),
+            });
+        }
         let host = uri
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
@@ -420,6 +449,7 @@ impl WasiHttpHooks for OutboundHttp {
             request.uri().path()
         );
         let method = request.method().clone();
+        let failures_logged = self.failures_logged.clone();
         Box::new(async move {
             let outcome = match admitted {
                 Ok((grant, target)) => send(&grant, target, request, options).await,
@@ -436,11 +466,20 @@ impl WasiHttpHooks for OutboundHttp {
                     Ok((response, connection))
                 }
                 Err(Refusal { code, reason }) => {
-                    tracing::warn!(
-                        target: "plugin.http",
-                        plugin = &*plugin, request_id = &*request_id, %method, url, reason,
-                        "outbound request failed"
-                    );
+                    let logged = failures_logged.fetch_add(1, Ordering::Relaxed);
+                    if logged < MAX_FAILURES_LOGGED {
+                        tracing::warn!(
+                            target: "plugin.http",
+                            plugin = &*plugin, request_id = &*request_id, %method, url, reason,
+                            "outbound request failed"
+                        );
+                    } else if logged == MAX_FAILURES_LOGGED {
+                        tracing::warn!(
+                            target: "plugin.http",
+                            plugin = &*plugin, request_id = &*request_id,
+                            "further outbound failures of this call are not logged"
+                        );
+                    }
                     Err(code)
                 }
             }
@@ -645,7 +684,6 @@ where
             reason: "the path is not valid in a request line".to_owned(),
         })?;
     *request.uri_mut() = path;
-    let is_head = request.method() == Method::HEAD;
 
     let mut connection = Some(Box::pin(connection));
     let answer = sender.send_request(request);
@@ -673,12 +711,11 @@ where
     })?
     .map_err(failed)?;
 
-    let declared = response
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared.filter(|&n| !is_head && n > limits.max_bytes) {
+    // hyper's size hint is the declared length, and zero where no body may come (HEAD, 204,
+    // 304) whatever the header says.
+    let declared = response.body().size_hint().lower();
+    if declared > limits.max_bytes {
+        let length = declared;
         return Err(Refusal {
             code: HttpError::HttpResponseBodySize(Some(limits.max_bytes)),
             reason: format!(
@@ -833,6 +870,10 @@ mod tests {
             "fe80::1",
             "ff02::1",
             "2001:db8::1",
+            "::ffff:0:7f00:1",
+            "3fff::1",
+            "5f00::1",
+            "192.88.99.1",
         ];
         for ip in special {
             assert!(special_range(ip.parse().unwrap()).is_some(), "{ip}");
@@ -895,6 +936,22 @@ mod tests {
         let third = outbound.admit(&request()).err().unwrap();
         assert!(matches!(third.code, HttpError::ConnectionLimitReached));
         assert!(third.reason.contains("limits.http_requests"));
+
+        let mut fresh = OutboundHttp::new(
+            Some(Arc::new(HttpGrant::new(
+                vec![pattern("*")],
+                HttpMethod::read_only(),
+                Arc::from([]),
+                &PluginLimits::default(),
+            ))),
+            Arc::from("p"),
+            Arc::from("r"),
+        );
+        let with_credentials = Request::get("https://user:pw@api.example.com/")
+            .body(request().into_body())
+            .unwrap();
+        let refused = fresh.admit(&with_credentials).err().unwrap();
+        assert!(matches!(refused.code, HttpError::HttpRequestUriInvalid));
 
         let mut ungranted = OutboundHttp::new(None, Arc::from("p"), Arc::from("r"));
         let refused = ungranted.admit(&request()).err().unwrap();
