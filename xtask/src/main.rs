@@ -11,7 +11,9 @@
 //!   MCP Inspector (`tests/interop/inspector`).
 //! - `cargo xtask sign KEY_FILE`: builds the plugins and signs every packaged one with the
 //!   Ed25519 key `waygate plugins keygen` wrote (a development key, say).
-//! - `cargo xtask bench`: builds the plugins, then runs the benchmarks in release mode.
+//! - `cargo xtask bench [runtime|load]`: builds the plugins (and, for `load`, the release
+//!   server), then runs the benchmarks in release mode: `runtime` (the per-call sandbox
+//!   cost), `load` (the server under concurrent load beside two baselines); both by default.
 //!
 //! Installs what is missing (the `wasm32-wasip2` target, npm packages into each package's own
 //! `node_modules`, PyPI packages into a venv under `target/`), so a fresh machine with the
@@ -292,8 +294,28 @@ fn run_tests(args: &[String]) -> Result<(), String> {
 }
 
 fn run_benches(args: &[String]) -> Result<(), String> {
-    run(cargo()
-        .current_dir(root())
-        .args(["bench", "-p", "waygate"])
-        .args(args))
+    let (benches, rest): (Vec<&str>, &[String]) = match args.split_first() {
+        Some((which, rest)) if which == "runtime" || which == "load" => {
+            (vec![which.as_str()], rest)
+        }
+        _ => (vec!["runtime", "load"], args),
+    };
+    for bench in benches {
+        if bench == "load" {
+            // The load benchmark drives the real binary as a separate process.
+            run(cargo().current_dir(root()).args([
+                "build",
+                "--release",
+                "-p",
+                "waygate",
+                "--bin",
+                "waygate",
+            ]))?;
+        }
+        run(cargo()
+            .current_dir(root())
+            .args(["bench", "-p", "waygate", "--bench", bench])
+            .args(rest))?;
+    }
+    Ok(())
 }
