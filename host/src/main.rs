@@ -11,6 +11,12 @@ use waygate::config::AuthMode;
 use waygate::config::{self, Config, LogFormat, Overrides};
 use waygate::http::{self, Admission, AppState};
 use waygate::registry::{LoadPolicy, Registry};
+
+/// mimalloc instead of glibc's allocator: a tool call allocates and frees many small
+/// buffers across tokio's worker threads, where glibc's arenas spent ~18 % of the server's
+/// CPU under load (`perf`, `BENCHMARKS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use waygate::runtime::Runtime;
 use waygate::service::Service;
 use waygate::store::Store;
