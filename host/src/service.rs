@@ -7,7 +7,7 @@ use crate::config::Limits;
 use crate::registry::{self, LoadPolicy, Registry};
 use crate::runtime::{self, CallError, CallOptions, Limit, Runtime, ToolResult};
 use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, PluginState, Store};
-use crate::telemetry::{ErrorLog, Metrics, PluginLabels};
+use crate::telemetry::{ErrorLog, Metrics, PluginLabels, ReloadLabels, ToolCallLabels};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -118,6 +118,31 @@ pub struct CallOutcome {
 }
 
 impl CallOutcome {
+    /// The `outcome` label of `waygate_tool_calls_total`: one of
+    /// [`crate::telemetry::CALL_OUTCOMES`] (`cancelled` is counted by the dropped record).
+    pub fn metric_outcome(&self) -> &'static str {
+        match &self.result {
+            Ok(Ok(result)) if !result.is_error => "ok",
+            Ok(Ok(_)) | Ok(Err(CallError::Failed(_) | CallError::UnknownTool(_))) => "tool_error",
+            Ok(Err(CallError::InvalidArguments(_)))
+            | Err(registry::Error::InvalidArguments { .. }) => "invalid_arguments",
+            Err(registry::Error::Runtime(runtime::Error::LimitExceeded { limit, .. })) => {
+                match limit {
+                    Limit::Fuel => "fuel_exhausted",
+                    Limit::WallTime => "timeout",
+                    Limit::Memory => "memory_limit",
+                    Limit::TableElements => "table_limit",
+                    Limit::Output => "output_limit",
+                    Limit::ResultSize => "result_size_limit",
+                    Limit::Concurrency => "concurrency_limit",
+                    Limit::InstancePool => "instance_pool_exhausted",
+                }
+            }
+            Err(registry::Error::Runtime(runtime::Error::Trap { .. })) => "trap",
+            Err(_) => "host_error",
+        }
+    }
+
     /// The history's status: `success`, `failed` or `timeout`.
     pub fn status(&self) -> &'static str {
         match &self.result {
@@ -146,6 +171,7 @@ impl Service {
         let inflight = Arc::new(tokio::sync::Semaphore::new(
             limits.max_inflight_calls as usize,
         ));
+        let metrics = Metrics::new(runtime.sandbox_metrics());
         Self {
             runtime,
             registry: RwLock::new(Arc::new(registry)),
@@ -153,7 +179,7 @@ impl Service {
             history,
             limits,
             started: Instant::now(),
-            metrics: Metrics::new(),
+            metrics,
             errors: ErrorLog::default(),
             stats: RwLock::new(HashMap::new()),
             inflight,
@@ -204,7 +230,7 @@ impl Service {
         )
         .await;
         next.keep_serving(&previous);
-        Ok(self.swap_in(&previous, next, started).await)
+        Ok(self.swap_in(&previous, next, started, "all").await)
     }
 
     /// Loads plugin `name` again, every other plugin staying as it is; as [`Service::reload`]
@@ -224,14 +250,20 @@ impl Service {
             .reload_one(&self.runtime, &self.plugins_dir, &self.load_policy, name)
             .await;
         Ok(match next {
-            Some(next) => Some(self.swap_in(&previous, next, started).await),
+            Some(next) => Some(self.swap_in(&previous, next, started, "one").await),
             None => None,
         })
     }
 
     /// Puts `next` in service in place of `previous`, records the plugins' states, and
     /// reports what changed.
-    async fn swap_in(&self, previous: &Registry, next: Registry, started: Instant) -> ReloadReport {
+    async fn swap_in(
+        &self,
+        previous: &Registry,
+        next: Registry,
+        started: Instant,
+        scope: &'static str,
+    ) -> ReloadReport {
         let loaded: Vec<String> = next
             .plugins()
             .filter(|p| next.failures().iter().all(|f| f.plugin != p.manifest.name))
@@ -252,6 +284,14 @@ impl Service {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || record_states(&store, &next)).await;
+        self.metrics.reloads.inc();
+        self.metrics
+            .reload_failures
+            .inc_by(report.failed.len() as u64);
+        self.metrics
+            .reload_duration
+            .get_or_create(&ReloadLabels { scope })
+            .observe(report.duration);
         tracing::info!(
             loaded = report.loaded.len(),
             failed = report.failed.len(),
@@ -269,8 +309,11 @@ impl Service {
     ///
     /// [`Busy`] when [`Limits::max_inflight_calls`] are in progress.
     pub fn enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Busy> {
-        self.inflight.clone().try_acquire_owned().map_err(|_| Busy {
-            limit: self.limits.max_inflight_calls,
+        self.inflight.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.busy.inc();
+            Busy {
+                limit: self.limits.max_inflight_calls,
+            }
         })
     }
 
@@ -322,6 +365,7 @@ impl Service {
         };
         let mut pending = PendingRecord {
             history: &self.history,
+            metrics: &self.metrics,
             started,
             record: Some(CommandRecord {
                 command,
@@ -378,6 +422,14 @@ impl Service {
                 command: tool.to_owned(),
             })
             .observe(outcome.duration);
+        self.metrics
+            .tool_calls
+            .get_or_create(&ToolCallLabels {
+                plugin: plugin.to_owned(),
+                tool: tool.to_owned(),
+                outcome: outcome.metric_outcome(),
+            })
+            .inc();
         if let Err(registry::Error::Runtime(error)) = &outcome.result {
             // A limit is the plugin's doing; a trap or host failure needs a look.
             let (level, code) = match error {
@@ -483,6 +535,8 @@ fn plugin_signature(registry: &Registry) -> Vec<(String, String)> {
 /// [`PendingRecord::finish`] gave it its outcome first.
 struct PendingRecord<'a> {
     history: &'a HistoryWriter,
+    /// Where a cancelled call is counted.
+    metrics: &'a Metrics,
     started: Instant,
     record: Option<CommandRecord>,
 }
@@ -499,6 +553,19 @@ impl PendingRecord<'_> {
 impl Drop for PendingRecord<'_> {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
+            if record.result.is_none()
+                && let Some(plugin) = &record.plugin
+            {
+                // Never finished: the caller went away and the call's future was dropped.
+                self.metrics
+                    .tool_calls
+                    .get_or_create(&ToolCallLabels {
+                        plugin: plugin.clone(),
+                        tool: record.command.clone(),
+                        outcome: "cancelled",
+                    })
+                    .inc();
+            }
             record.duration_ms =
                 u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
             record.created_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();

@@ -8,6 +8,7 @@ mod http;
 mod interop;
 mod limits;
 mod mcp;
+mod metrics;
 mod oauth;
 mod outbound;
 mod plugins;

@@ -174,7 +174,11 @@ impl AppState {
 
     /// Takes one request from `client`'s bucket in `group`; `None` when limiting is off.
     fn rate_check(&self, group: Group, client: Client) -> Option<rate::Verdict> {
-        self.rate.as_ref().map(|rate| rate.check(group, client))
+        let verdict = self.rate.as_ref().map(|rate| rate.check(group, client));
+        if verdict.as_ref().is_some_and(|v| !v.allowed) {
+            self.service.metrics.rate_limited.inc();
+        }
+        verdict
     }
 
     /// A permit for one more long-lived notification stream, if any is left.

@@ -216,6 +216,11 @@ impl CallLimiter {
             hit: None,
         }
     }
+
+    /// Bytes of linear memory the instance holds: its peak, as memories never shrink.
+    pub(super) fn memory_in_use(&self) -> usize {
+        self.memory_in_use
+    }
 }
 
 /// The error a denied growth traps with; `runtime` turns it into `Error::LimitExceeded`.

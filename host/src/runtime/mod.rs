@@ -26,6 +26,7 @@ use crate::config::limits::{
 };
 use crate::config::{Limits, PluginLimits};
 use crate::store::Store;
+use crate::telemetry::{CacheLabels, SandboxMetrics};
 use bindings::{Plugin, PluginPre};
 use cache::ComponentCache;
 use std::future::Future;
@@ -167,6 +168,8 @@ pub struct Runtime {
     /// One permit per pooled instance slot, so calls wait for a slot instead of failing
     /// when the pool is momentarily full: [`Limits::instance_pool`].
     pool: Arc<Semaphore>,
+    /// Fuel, instantiation time and peak memory per call, and cache outcomes per load.
+    metrics: SandboxMetrics,
     /// Advances the engine's epoch every [`EPOCH_TICK`]; stopped when the runtime drops.
     _ticker: EpochTicker,
 }
@@ -205,6 +208,7 @@ impl Runtime {
             cache,
             store,
             pool: Arc::new(Semaphore::new(limits.instance_pool as usize)),
+            metrics: SandboxMetrics::default(),
             _ticker: ticker,
         })
     }
@@ -240,6 +244,15 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(link_error)?;
         let pre = PluginPre::new(pre).map_err(link_error)?;
+        let outcome = match cache_outcome {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Rebuilt => "rebuilt",
+        };
+        self.metrics
+            .cache
+            .get_or_create(&CacheLabels { outcome })
+            .inc();
         Ok(Guest {
             name: Arc::from(name),
             pre,
@@ -250,6 +263,11 @@ impl Runtime {
             cache_outcome,
             http: None,
         })
+    }
+
+    /// What the sandbox has measured; `telemetry::Metrics` exports it.
+    pub fn sandbox_metrics(&self) -> &SandboxMetrics {
+        &self.metrics
     }
 
     /// The engine, for tools (benchmarks) that compare other ways of calling components.
@@ -494,12 +512,15 @@ impl Runtime {
         // core instances, memories or tables than one slot's share of the pool; when those
         // run out, wait for other calls to return theirs, as for a slot, until the deadline.
         let mut call = Some(call);
+        let mut instantiation = None;
         let (outcome, store) = loop {
             let remaining = timeout.saturating_sub(started.elapsed());
             let mut store = self.new_store(guest, &options, phase)?;
             let pre = &guest.pre;
             let attempt = tokio::time::timeout(remaining, async {
+                let instantiating = Instant::now();
                 let plugin = pre.instantiate_async(&mut store).await?;
+                instantiation = Some(instantiating.elapsed());
                 // The call runs at most once: an instantiation that succeeded never loops.
                 let call = call
                     .take()
@@ -523,6 +544,12 @@ impl Runtime {
         };
         let fuel_used = guest.limits.fuel - store.get_fuel().unwrap_or(0);
         let state = store.into_data();
+        self.metrics.observe_call(
+            &guest.name,
+            fuel_used,
+            instantiation,
+            state.limiter.memory_in_use(),
+        );
         log_output(&guest.name, &options.request_id, &state);
         tracing::debug!(
             plugin = &*guest.name,

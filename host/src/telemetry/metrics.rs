@@ -1,8 +1,8 @@
 //! The metric set and its OpenMetrics text encoding (`prometheus-client`). Histograms are
 //! this module's own lock-free [`LatencyHistogram`], which also answers quantiles for
 //! `/diagnostics/performance`.
-//! Owns: [`Metrics`], [`LatencyHistogram`]. Never: takes a label from unbounded input (raw
-//! paths, methods outside the standard set, client-chosen names).
+//! Owns: [`Metrics`], [`SandboxMetrics`], [`LatencyHistogram`]. Never: takes a label from
+//! unbounded input (raw paths, methods outside the standard set, client-chosen names).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -140,6 +140,112 @@ pub struct PluginLabels {
     pub command: String,
 }
 
+/// Labels of the per-plugin sandbox metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginOnly {
+    /// The plugin (a loaded one: bounded by what the operator installed).
+    pub plugin: String,
+}
+
+/// Labels of `waygate_tool_calls_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolCallLabels {
+    /// The plugin.
+    pub plugin: String,
+    /// The qualified tool name.
+    pub tool: String,
+    /// How the call ended: one of [`CALL_OUTCOMES`].
+    pub outcome: &'static str,
+}
+
+/// Every value of the `outcome` label of `waygate_tool_calls_total`.
+pub const CALL_OUTCOMES: [&str; 14] = [
+    "ok",
+    "tool_error",
+    "invalid_arguments",
+    "fuel_exhausted",
+    "timeout",
+    "memory_limit",
+    "table_limit",
+    "output_limit",
+    "result_size_limit",
+    "concurrency_limit",
+    "instance_pool_exhausted",
+    "trap",
+    "host_error",
+    "cancelled",
+];
+
+/// Labels of `waygate_compiled_cache_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit`, `miss` or `rebuilt` (a corrupt or stale entry replaced).
+    pub outcome: &'static str,
+}
+
+/// Labels of `waygate_build_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: &'static str,
+}
+
+/// Labels of `waygate_reload_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `all` (`POST /plugins/reload`, SIGHUP, the watcher) or `one` (one plugin).
+    pub scope: &'static str,
+}
+
+/// What the sandbox reports per call and per load. The runtime owns one and writes to it;
+/// [`Metrics`] exports the same series (the families are shared, not copied).
+#[derive(Debug, Clone, Default)]
+pub struct SandboxMetrics {
+    /// Fuel units consumed, by plugin.
+    pub fuel: Family<PluginOnly, Counter>,
+    /// Time to instantiate a fresh instance, by plugin.
+    pub instantiation: Family<PluginOnly, LatencyHistogram>,
+    /// The largest linear memory (all of an instance's memories together) any call of the
+    /// plugin reached since start, in bytes.
+    pub memory_peak: Family<PluginOnly, Gauge>,
+    /// Component loads by compiled-cache outcome.
+    pub cache: Family<CacheLabels, Counter>,
+}
+
+impl SandboxMetrics {
+    /// Records one finished call of `plugin`.
+    pub fn observe_call(
+        &self,
+        plugin: &str,
+        fuel: u64,
+        instantiation: Option<Duration>,
+        memory_bytes: usize,
+    ) {
+        let labels = PluginOnly {
+            plugin: plugin.to_owned(),
+        };
+        self.fuel.get_or_create(&labels).inc_by(fuel);
+        if let Some(elapsed) = instantiation {
+            self.instantiation.get_or_create(&labels).observe(elapsed);
+        }
+        let bytes = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
+        let peak = self.memory_peak.get_or_create(&labels);
+        // A high-water mark: only ever raised.
+        let mut current = peak.get();
+        while bytes > current {
+            match peak.inner().compare_exchange(
+                current,
+                bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -155,18 +261,89 @@ pub struct Metrics {
     pub connections_total: Counter,
     /// Plugin call latency by plugin and tool.
     pub plugin_execution: Family<PluginLabels, LatencyHistogram>,
+    /// Tool calls by plugin, tool and outcome.
+    pub tool_calls: Family<ToolCallLabels, Counter>,
+    /// Reloads of the plugin set (all plugins or one).
+    pub reloads: Counter,
+    /// Packages that failed to load in a reload.
+    pub reload_failures: Counter,
+    /// How long reloads took, by scope.
+    pub reload_duration: Family<ReloadLabels, LatencyHistogram>,
+    /// Requests refused before any work by the rate limiter (429).
+    pub rate_limited: Counter,
+    /// Tool calls refused because `limits.max_inflight_calls` were in progress (503).
+    pub busy: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&SandboxMetrics::default())
     }
 }
 
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Self {
+    /// Registers every metric, the sandbox's among them.
+    pub fn new(sandbox: &SandboxMetrics) -> Self {
         let mut registry = Registry::with_prefix("waygate");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The running version (always 1)", build_info);
+        registry.register(
+            "plugin_fuel_consumed",
+            "Fuel units plugin calls consumed",
+            sandbox.fuel.clone(),
+        );
+        registry.register(
+            "plugin_instantiation_seconds",
+            "Time to create a fresh plugin instance for a call",
+            sandbox.instantiation.clone(),
+        );
+        registry.register(
+            "plugin_memory_peak_bytes",
+            "Largest linear memory a call of the plugin reached since start",
+            sandbox.memory_peak.clone(),
+        );
+        registry.register(
+            "compiled_cache",
+            "Component loads by compiled-cache outcome",
+            sandbox.cache.clone(),
+        );
+        let tool_calls = Family::<ToolCallLabels, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "Tool calls by plugin, tool and outcome",
+            tool_calls.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register("reloads", "Reloads of the plugin set", reloads.clone());
+        let reload_failures = Counter::default();
+        registry.register(
+            "reload_failures",
+            "Packages that failed to load in a reload",
+            reload_failures.clone(),
+        );
+        let reload_duration = Family::<ReloadLabels, LatencyHistogram>::default();
+        registry.register(
+            "reload_duration_seconds",
+            "How long reloads took",
+            reload_duration.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused by the rate limiter (429)",
+            rate_limited.clone(),
+        );
+        let busy = Counter::default();
+        registry.register(
+            "busy_rejections",
+            "Tool calls refused because limits.max_inflight_calls were in progress (503)",
+            busy.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "HTTP requests answered", requests.clone());
         let request_duration = Family::<EndpointLabels, LatencyHistogram>::default();
@@ -202,6 +379,12 @@ impl Metrics {
             active_connections,
             connections_total,
             plugin_execution,
+            tool_calls,
+            reloads,
+            reload_failures,
+            reload_duration,
+            rate_limited,
+            busy,
         }
     }
 
@@ -282,7 +465,7 @@ mod tests {
 
     #[test]
     fn encodes_spec_metric_names() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::default();
         metrics.observe_request("GET", "/health", 200, Duration::from_millis(2));
         metrics.observe_request("X1", "unmatched", 405, Duration::from_millis(1));
         metrics.observe_request("X2", "unmatched", 405, Duration::from_millis(1));

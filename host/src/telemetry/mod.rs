@@ -1,6 +1,6 @@
 //! What the process tells operators about itself: Prometheus metrics ([`Metrics`]) and the
 //! bounded ring of recent errors behind `/diagnostics/errors` ([`ErrorLog`]).
-//! Owns: [`Metrics`], [`ErrorLog`]. Never: decides anything; every other module only
+//! Owns: [`Metrics`], [`SandboxMetrics`], [`ErrorLog`]. Never: decides anything; every other module only
 //! reports into it.
 
 mod errors;
@@ -13,5 +13,6 @@ pub use errors::{ErrorEntry, ErrorLog};
 /// installs, used by `PUT /diagnostics/log-level`.
 pub type SetLogLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub use metrics::{
-    LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, PluginLabels,
+    CALL_OUTCOMES, CacheLabels, LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE,
+    PROMETHEUS_CONTENT_TYPE, PluginLabels, ReloadLabels, SandboxMetrics, ToolCallLabels,
 };
