@@ -145,6 +145,14 @@ async fn the_sandbox_reports_fuel_instantiation_memory_and_the_cache() {
         value(&after, memory)
     );
     assert_eq!(value(&after, r#"waygate_build_info{version="0.1.0"}"#), 1.0);
+    assert_eq!(value(&after, "waygate_mcp_sessions"), 0.0);
+    let initialize = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let accept = ("accept", "application/json, text/event-stream");
+    let opened = server
+        .send("POST", "/mcp", &[accept], Some(initialize))
+        .await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert_eq!(value(&scrape(&server).await, "waygate_mcp_sessions"), 1.0);
 }
 
 #[tokio::test]

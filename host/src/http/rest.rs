@@ -160,6 +160,9 @@ fn metrics(state: &AppState, parts: &Parts) -> Response<Body> {
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     let metrics = &state.service.metrics;
+    // A gauge the session table answers cheaply, read when scraped instead of kept in step.
+    let sessions = i64::try_from(state.mcp.sessions.len()).unwrap_or(i64::MAX);
+    metrics.mcp_sessions.set(sessions);
     let (content_type, text) = if open_metrics {
         (OPENMETRICS_CONTENT_TYPE, metrics.encode())
     } else {

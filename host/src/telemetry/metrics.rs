@@ -273,6 +273,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Tool calls refused because `limits.max_inflight_calls` were in progress (503).
     pub busy: Counter,
+    /// MCP sessions open (session era), set when scraped.
+    pub mcp_sessions: Gauge,
 }
 
 impl Default for Metrics {
@@ -371,6 +373,12 @@ impl Metrics {
             "Tool call latency, argument validation and sandbox included",
             plugin_execution.clone(),
         );
+        let mcp_sessions = Gauge::default();
+        registry.register(
+            "mcp_sessions",
+            "MCP sessions open (the session-based protocol era)",
+            mcp_sessions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -385,6 +393,7 @@ impl Metrics {
             reload_duration,
             rate_limited,
             busy,
+            mcp_sessions,
         }
     }
 
