@@ -422,14 +422,24 @@ impl Service {
                 command: tool.to_owned(),
             })
             .observe(outcome.duration);
+        let outcome_label = outcome.metric_outcome();
         self.metrics
             .tool_calls
             .get_or_create(&ToolCallLabels {
                 plugin: plugin.to_owned(),
                 tool: tool.to_owned(),
-                outcome: outcome.metric_outcome(),
+                outcome: outcome_label,
             })
             .inc();
+        tracing::info!(
+            target: "waygate::call",
+            request_id,
+            plugin,
+            tool,
+            outcome = outcome_label,
+            duration_us = micros,
+            "tool call"
+        );
         if let Err(registry::Error::Runtime(error)) = &outcome.result {
             // A limit is the plugin's doing; a trap or host failure needs a look.
             let (level, code) = match error {

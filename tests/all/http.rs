@@ -488,3 +488,55 @@ fn doctor_checks_a_running_server() {
     assert!(!down.status.success());
     assert!(String::from_utf8_lossy(&down.stdout).contains("FAIL  port"));
 }
+
+#[test]
+fn each_request_and_tool_call_is_one_json_log_line_without_the_secret() {
+    use crate::support::{ADMIN_KEY, blocking_request, spawn_binary};
+    let data = tempfile::tempdir().unwrap();
+    let server = spawn_binary(data.path(), &[]);
+    let admin = [("x-api-key", ADMIN_KEY)];
+    let (status, _) = blocking_request(
+        &server.addr,
+        "POST",
+        "/mcp/execute",
+        &admin,
+        r#"{"action":"hostile__ok","params":{}}"#,
+    );
+    assert_eq!(status, 200);
+    let find = |target: &str| -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = server.log.lock().unwrap().clone();
+            let line = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| l["target"] == target && l["route"] != "/health");
+            if let Some(line) = line {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {target} line in {log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let access = find("waygate::access");
+    // The JSON formatter flattens the event's fields into the line.
+    let fields = &access;
+    assert_eq!(fields["route"], "/mcp/execute", "{access}");
+    assert_eq!(fields["method"], "POST");
+    assert_eq!(fields["status"], 200);
+    assert!(fields["credential"].is_string(), "{access}");
+    assert!(fields["request_id"].as_str().unwrap().starts_with("req_"));
+    assert!(fields["duration_us"].is_u64());
+    let call = find("waygate::call");
+    assert_eq!(call["plugin"], "hostile", "{call}");
+    assert_eq!(call["tool"], "hostile__ok");
+    assert_eq!(call["outcome"], "ok");
+    assert_eq!(call["request_id"], fields["request_id"]);
+    assert!(
+        !server.log.lock().unwrap().contains(ADMIN_KEY),
+        "the key itself must never be logged"
+    );
+}

@@ -10,6 +10,7 @@ mod limits;
 mod mcp;
 mod metrics;
 mod oauth;
+mod operations;
 mod outbound;
 mod plugins;
 mod reload;

@@ -4,8 +4,8 @@
 //!   `wasm32-wasip2`, the JavaScript plugin with its local npm toolchain) and packages them
 //!   into `target/plugins/<name>/` and `target/test-plugins/`.
 //! - `cargo xtask run [-- serve flags]`: builds the plugins and runs the server in release mode.
-//! - `cargo xtask test`: builds the plugins once, sets up the interop clients, then runs
-//!   every test of both workspaces.
+//! - `cargo xtask test`: builds the plugins once, sets up the interop clients and `promtool`
+//!   (Debian's `prometheus` package, with apt-get), then runs every test of both workspaces.
 //! - `cargo xtask interop`: sets up the interop clients only: the official MCP SDKs for
 //!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`), and
 //!   MCP Inspector (`tests/interop/inspector`).
@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         "run" => build_plugins().and_then(|plugins| run_server(&plugins, rest)),
         "test" => build_plugins()
             .and_then(|_| setup_interop())
+            .and_then(|()| ensure_promtool())
             .and_then(|()| run_tests(rest)),
         "interop" => setup_interop(),
         "sign" => match rest {
@@ -274,6 +275,28 @@ fn setup_interop() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `promtool`, which checks and unit-tests the alert rules (`tests/all/operations.rs`), from
+/// Debian's `prometheus` package when it is missing. Needs root (CI runs as root); the
+/// package lists are refreshed only if the first attempt fails.
+fn ensure_promtool() -> Result<(), String> {
+    let present = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    let install = || {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends", "prometheus"]))
+    };
+    install().or_else(|_| {
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        install()
+    })
 }
 
 fn run_tests(args: &[String]) -> Result<(), String> {

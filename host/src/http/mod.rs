@@ -471,12 +471,24 @@ async fn handle(
         );
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
-    state.service.metrics.observe_request(
-        parts.method.as_str(),
-        endpoint.unwrap_or("unmatched"),
-        response.status().as_u16(),
-        started.elapsed(),
+    let elapsed = started.elapsed();
+    let route = endpoint.unwrap_or("unmatched");
+    let status = response.status().as_u16();
+    let credential = response.extensions_mut().remove::<CredentialName>();
+    tracing::info!(
+        target: "waygate::access",
+        request_id,
+        method = %parts.method,
+        route,
+        status,
+        credential = credential.as_ref().map(|c| c.0.as_str()),
+        duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
     );
+    state
+        .service
+        .metrics
+        .observe_request(parts.method.as_str(), route, status, elapsed);
     response
 }
 
@@ -576,7 +588,15 @@ async fn dispatch(
         verdict.headers(response.headers_mut());
     }
     response
+        .extensions_mut()
+        .insert(CredentialName(principal.name.clone()));
+    response
 }
+
+/// The name of the credential that made a request, handed from `dispatch` to the access log
+/// line `handle` writes; the credential itself is never logged.
+#[derive(Clone)]
+struct CredentialName(String);
 
 /// The credential a request presents: `X-API-Key`, else `Authorization: Bearer`.
 fn credential(headers: &HeaderMap) -> Option<&str> {
