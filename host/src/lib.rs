@@ -14,7 +14,7 @@
 //! - [`registry`]: plugin packages on disk, manifests, argument validation, name lookups.
 //! - [`runtime`]: the wasmtime engine; each call in a fresh, limited instance.
 //! - [`store`]: the SQLite database and its migrations; the only module with SQL.
-//! - [`tls_client`]: the TLS client settings of every outbound HTTPS connection.
+//! - [`http_client`]: the host's own outbound HTTP(S) requests and the TLS client settings.
 
 #![warn(missing_docs)]
 
@@ -22,10 +22,10 @@ pub mod auth;
 pub mod config;
 pub mod hex;
 pub mod http;
+pub mod http_client;
 pub mod mcp;
 pub mod registry;
 pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod telemetry;
-pub mod tls_client;

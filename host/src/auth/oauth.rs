@@ -9,7 +9,6 @@
 
 use super::{AuthError, Principal, Role};
 use crate::config::OAuthConfig;
-use http_body_util::BodyExt;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -247,54 +246,13 @@ async fn fetch_jwks(url: &str) -> Result<JwkSet, String> {
 }
 
 async fn get(url: &str) -> Result<hyper::body::Bytes, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let host = uri.host().ok_or("URL without a host")?.to_owned();
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    if https {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| format!("bad host name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(crate::tls_client::config())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        request(tls, &uri).await
-    } else {
-        request(tcp, &uri).await
-    }
-}
-
-async fn request<I>(io: I, uri: &hyper::Uri) -> Result<hyper::body::Bytes, String>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
+    let request = hyper::Request::get(url)
         .header(hyper::header::ACCEPT, "application/json")
-        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .body(http_body_util::Full::default())
+        .map_err(|e| format!("bad URL: {e}"))?;
+    let response = crate::http_client::send(request, MAX_JWKS_BYTES).await?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
-    let body = http_body_util::Limited::new(response.into_body(), MAX_JWKS_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?;
-    Ok(body.to_bytes())
+    Ok(response.into_body())
 }

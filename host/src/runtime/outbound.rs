@@ -608,7 +608,7 @@ async fn send(
         })?;
     let tls = tokio::time::timeout_at(
         deadline,
-        tokio_rustls::TlsConnector::from(crate::tls_client::config()).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(crate::http_client::config()).connect(name, tcp),
     )
     .await
     .map_err(|_| timed_out(HttpError::ConnectionTimeout, "the TLS handshake"))?
