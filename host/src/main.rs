@@ -196,7 +196,6 @@ fn with_config(overrides: Overrides, command: impl FnOnce(Config) -> ExitCode) -
 }
 
 fn run_server(config: Config) -> ExitCode {
-    let set_log_level = init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -207,7 +206,21 @@ fn run_server(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, set_log_level)) {
+    let (set_log_level, tracer_provider) = match init_logging(&config, runtime.handle()) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("waygate: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let outcome = runtime.block_on(serve(config, set_log_level));
+    // Flushes the spans still batched; exports run on the runtime, which is still up.
+    if let Some(provider) = tracer_provider
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("waygate: the last spans were not exported: {e}");
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "waygate stopped");
@@ -290,28 +303,65 @@ fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
 }
 
 /// Installs the log subscriber; returns what changes its filter while the server runs.
-fn init_logging(config: &Config) -> SetLogLevel {
-    let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let parse = |level: &str| {
-        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| format!("invalid filter: {e}"))
+/// Installs the log subscriber: JSON or text lines on stderr under the configured filter
+/// (changeable at run time), and, when an OTLP endpoint is configured, the OpenTelemetry
+/// layer, whose own filter keeps Waygate's spans and the plugins' log lines (as span events)
+/// whatever the log level.
+fn init_logging(
+    config: &Config,
+    runtime: &tokio::runtime::Handle,
+) -> Result<
+    (
+        SetLogLevel,
+        Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    ),
+    String,
+> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt, reload};
+
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(&config.log));
+    let lines = fmt::layer().with_writer(std::io::stderr);
+    let lines = match config.log_format {
+        LogFormat::Json => lines
+            .json()
+            .flatten_event(true)
+            // Each line carries its own request id; the span list would repeat it.
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => lines.with_filter(filter).boxed(),
     };
-    match config.log_format {
-        LogFormat::Json => {
-            let builder = builder.json().flatten_event(true).with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.init();
-            Arc::new(move |level: &str| handle.reload(parse(level)?).map_err(|e| e.to_string()))
-        }
-        LogFormat::Text => {
-            let builder = builder.with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.init();
-            Arc::new(move |level: &str| handle.reload(parse(level)?).map_err(|e| e.to_string()))
-        }
-    }
+    let provider = match &config.otlp {
+        Some(otlp) => Some(waygate::telemetry::otel::tracer_provider(
+            otlp,
+            runtime.clone(),
+        )?),
+        None => None,
+    };
+    let traces = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("waygate"))
+            .with_filter(
+                Targets::new()
+                    .with_target("waygate", LevelFilter::INFO)
+                    .with_target("plugin", LevelFilter::INFO),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(traces)
+        .try_init()
+        .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
+    let set_log_level: SetLogLevel = Arc::new(move |level: &str| {
+        let parsed = EnvFilter::try_new(level).map_err(|e| format!("invalid filter: {e}"))?;
+        handle.reload(parsed).map_err(|e| e.to_string())
+    });
+    Ok((set_log_level, provider))
 }
 
 async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()> {

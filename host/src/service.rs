@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument;
 
 /// The shared services of one server process.
 pub struct Service {
@@ -384,8 +385,20 @@ impl Service {
             }),
         };
         let request_id = options.request_id.clone();
+        let span = tracing::info_span!(
+            "tool_call",
+            otel.name = %format_args!("tools/call {}", pending.command()),
+            plugin = names.as_ref().map(|(plugin, _)| plugin.as_str()),
+            tool = pending.command(),
+            outcome = tracing::field::Empty,
+        );
         let result = match resolved {
-            Ok((plugin, entry)) => entry.call(&self.runtime, plugin, arguments, options).await,
+            Ok((plugin, entry)) => {
+                entry
+                    .call(&self.runtime, plugin, arguments, options)
+                    .instrument(span.clone())
+                    .await
+            }
             Err(error) => Err(error),
         };
         let outcome = CallOutcome {
@@ -393,6 +406,7 @@ impl Service {
             tool: names.as_ref().map(|(_, tool)| tool.clone()),
             duration: started.elapsed(),
         };
+        span.record("outcome", outcome.metric_outcome());
         if let Some((plugin, tool)) = &names {
             self.count(plugin, tool, &outcome, &request_id);
         }
@@ -552,6 +566,11 @@ struct PendingRecord<'a> {
 }
 
 impl PendingRecord<'_> {
+    /// The command the record is for.
+    fn command(&self) -> &str {
+        self.record.as_ref().map_or("", |r| r.command.as_str())
+    }
+
     fn finish(&mut self, status: &'static str, result: String) {
         if let Some(record) = &mut self.record {
             record.status = status;

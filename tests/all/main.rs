@@ -11,6 +11,7 @@ mod mcp;
 mod metrics;
 mod oauth;
 mod operations;
+mod otel;
 mod outbound;
 mod plugins;
 mod reload;

@@ -711,12 +711,17 @@ impl UpstreamReply {
 }
 
 /// A plain HTTP/1.1 server on 127.0.0.1 standing for a service outside Waygate (an OAuth
-/// server's JWKS, a site a plugin fetches). It answers each request by `reply(method,
-/// path)` and counts the requests it received.
+/// server's JWKS, a site a plugin fetches, an OpenTelemetry collector). It answers each
+/// request by `reply(method, path)`, counts the requests and keeps their bodies.
 pub struct Upstream {
     pub addr: std::net::SocketAddr,
     pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    /// Each request's path and body, in arrival order.
+    pub received: Arc<std::sync::Mutex<Vec<Received>>>,
 }
+
+/// A request an [`Upstream`] received: its path and body.
+pub type Received = (String, Vec<u8>);
 
 impl Upstream {
     pub async fn start(
@@ -726,24 +731,46 @@ impl Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = requests.clone();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (counter, bodies) = (requests.clone(), received.clone());
         let reply = Arc::new(reply);
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let (counter, reply) = (counter.clone(), reply.clone());
+                let (counter, bodies, reply) = (counter.clone(), bodies.clone(), reply.clone());
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buffer = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut data = Vec::new();
+                    let mut buffer = [0u8; 16 * 1024];
+                    let end = loop {
+                        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
                         match stream.read(&mut buffer).await {
                             Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                            Ok(n) => data.extend_from_slice(&buffer[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while data.len() < end + length {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => data.extend_from_slice(&buffer[..n]),
                         }
                     }
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let head = String::from_utf8_lossy(&head);
                     let mut line = head.lines().next().unwrap_or_default().split(' ');
                     let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+                    bodies
+                        .lock()
+                        .unwrap()
+                        .push((path.to_owned(), data[end..end + length].to_vec()));
                     let answer = reply(method, path);
                     tokio::time::sleep(answer.delay).await;
                     let framing = if answer.chunked {
@@ -770,7 +797,11 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, requests }
+        Self {
+            addr,
+            requests,
+            received,
+        }
     }
 
     /// Requests received so far.

@@ -123,6 +123,21 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// OpenTelemetry export of traces (`[telemetry]`), when an endpoint is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`); spans go to
+    /// `<endpoint>/v1/traces` as protobuf.
+    pub endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// How often batches of spans are sent.
+    pub export_interval: std::time::Duration,
+}
+
+/// Default time between two exports of spans: 5 s, OpenTelemetry's own default.
+pub const DEFAULT_OTLP_EXPORT_INTERVAL_MS: u64 = 5_000;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,6 +188,8 @@ pub struct Config {
     /// (`[outbound_http] allow_networks`). Public addresses need no entry; a plugin still
     /// reaches only the hosts its manifest's `[capabilities.http]` lists.
     pub outbound_allow_networks: Vec<ipnet::IpNet>,
+    /// OpenTelemetry trace export; `None` (the default) exports nothing.
+    pub otlp: Option<OtlpConfig>,
     /// Every limit.
     pub limits: Limits,
 }
@@ -235,7 +252,16 @@ struct FileConfig {
     rate_limits: RateLimitConfig,
     signatures: SignaturesSection,
     outbound_http: OutboundHttpSection,
+    telemetry: TelemetrySection,
     limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TelemetrySection {
+    otlp_endpoint: Option<String>,
+    service_name: Option<String>,
+    export_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +275,46 @@ struct OutboundHttpSection {
 struct SignaturesSection {
     required: Option<bool>,
     trusted_keys: Option<Vec<String>>,
+}
+
+/// `[telemetry]` and `WAYGATE_OTLP_*`: the trace export, when an endpoint is set.
+fn otlp_config(
+    section: &TelemetrySection,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<OtlpConfig>, ConfigError> {
+    let endpoint = env("WAYGATE_OTLP_ENDPOINT")
+        .or_else(|| section.otlp_endpoint.clone())
+        .filter(|e| !e.trim().is_empty());
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(ConfigError::Invalid {
+            key: "telemetry.otlp_endpoint (WAYGATE_OTLP_ENDPOINT)".to_owned(),
+            value: endpoint,
+            allowed: "an http:// or https:// URL of an OTLP/HTTP collector, such as http://127.0.0.1:4318".to_owned(),
+        });
+    }
+    let interval_text = env("WAYGATE_OTLP_EXPORT_INTERVAL_MS")
+        .or_else(|| section.export_interval_ms.map(|ms| ms.to_string()))
+        .unwrap_or_else(|| DEFAULT_OTLP_EXPORT_INTERVAL_MS.to_string());
+    let interval = interval_text
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| (10..=600_000).contains(ms))
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "telemetry.export_interval_ms (WAYGATE_OTLP_EXPORT_INTERVAL_MS)".to_owned(),
+            value: interval_text.clone(),
+            allowed: "milliseconds from 10 to 600000".to_owned(),
+        })?;
+    Ok(Some(OtlpConfig {
+        endpoint,
+        service_name: section
+            .service_name
+            .clone()
+            .unwrap_or_else(|| "waygate".to_owned()),
+        export_interval: std::time::Duration::from_millis(interval),
+    }))
 }
 
 /// `::ffff:a.b.c.d/n` as `a.b.c.d/(n-96)`: addresses are checked in their IPv4 form, which
@@ -427,6 +493,7 @@ pub fn load(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let otlp = otlp_config(&file.telemetry, &env)?;
     let log = pick(
         overrides.log.clone(),
         "WAYGATE_LOG",
@@ -596,6 +663,7 @@ pub fn load(
         watch_plugins,
         trusted_keys,
         outbound_allow_networks,
+        otlp,
         log,
         log_format,
         auth,

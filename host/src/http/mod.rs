@@ -38,6 +38,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 
 /// A response body: a whole buffer, or a server-sent event stream.
 pub type Body = Either<Full<Bytes>, sse::SseBody>;
@@ -416,10 +417,41 @@ async fn serve_connection<I>(
 /// How often the rate limiters forget clients whose buckets are full again.
 const RATE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Answers one request inside its span: the trace's root, or the child of the caller's
+/// span when the request carries a W3C `traceparent`.
 async fn handle(
     state: &Arc<AppState>,
     request: Request<Incoming>,
     peer: std::net::IpAddr,
+) -> Response<Body> {
+    let route = rest::template(request.uri().path()).unwrap_or("unmatched");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        waygate.request_id = tracing::field::Empty,
+        waygate.credential = tracing::field::Empty,
+    );
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    crate::telemetry::otel::continue_trace(
+        &span,
+        header("traceparent"),
+        header("tracestate"),
+        false,
+    );
+    answer(state, request, peer, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn answer(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    peer: std::net::IpAddr,
+    span: &tracing::Span,
 ) -> Response<Body> {
     let started = Instant::now();
     let request_id = state.next_request_id();
@@ -475,6 +507,11 @@ async fn handle(
     let route = endpoint.unwrap_or("unmatched");
     let status = response.status().as_u16();
     let credential = response.extensions_mut().remove::<CredentialName>();
+    span.record("http.response.status_code", status);
+    span.record("waygate.request_id", request_id.as_str());
+    if let Some(name) = &credential {
+        span.record("waygate.credential", name.0.as_str());
+    }
     tracing::info!(
         target: "waygate::access",
         request_id,
@@ -512,7 +549,11 @@ async fn dispatch(
             request_id,
         );
     };
-    let principal = match state.authorize(parts, template).await {
+    let principal = match state
+        .authorize(parts, template)
+        .instrument(tracing::info_span!("auth"))
+        .await
+    {
         Ok(principal) => principal,
         Err(error) => {
             let status = match error {

@@ -16,6 +16,7 @@ use crate::service::Service;
 use jsonrpc::{METHOD_NOT_FOUND, RpcError};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// The stateless revision: no sessions, `_meta` on every request.
 pub const MODERN_VERSION: &str = "2026-07-28";
@@ -205,6 +206,28 @@ impl McpServer {
     ///
     /// The JSON-RPC error to send back.
     pub async fn handle(
+        &self,
+        era: &Era,
+        method: &str,
+        params: &Map<String, Value>,
+        context: &RequestContext,
+    ) -> Result<Value, RpcError> {
+        let span = tracing::info_span!("mcp", otel.name = method, mcp.method.name = method);
+        // A trace context in `_meta` continues the caller's trace from this message on.
+        let meta = params.get("_meta").and_then(Value::as_object);
+        let field = |name: &str| meta.and_then(|m| m.get(name)).and_then(Value::as_str);
+        crate::telemetry::otel::continue_trace(
+            &span,
+            field("traceparent"),
+            field("tracestate"),
+            true,
+        );
+        self.answer(era, method, params, context)
+            .instrument(span)
+            .await
+    }
+
+    async fn answer(
         &self,
         era: &Era,
         method: &str,

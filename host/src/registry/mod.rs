@@ -546,20 +546,22 @@ impl ToolEntry {
     ) -> Result<Result<runtime::ToolResult, runtime::CallError>, Error> {
         // Each message quotes the offending value, so both their number and their length
         // are capped: a hostile body must not turn into a larger error body.
-        let problems: Vec<String> = self
-            .validator
-            .iter_errors(arguments)
-            .take(MAX_REPORTED_PROBLEMS)
-            .map(|e| {
-                let at = e.instance_path.to_string();
-                let message = if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                };
-                crate::runtime::truncate(message, MAX_PROBLEM_BYTES)
-            })
-            .collect();
+        let validating = tracing::info_span!("validate_arguments", tool = %self.qualified_name);
+        let problems: Vec<String> = validating.in_scope(|| {
+            self.validator
+                .iter_errors(arguments)
+                .take(MAX_REPORTED_PROBLEMS)
+                .map(|e| {
+                    let at = e.instance_path.to_string();
+                    let message = if at.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("{at}: {e}")
+                    };
+                    crate::runtime::truncate(message, MAX_PROBLEM_BYTES)
+                })
+                .collect()
+        });
         if !problems.is_empty() {
             return Err(Error::InvalidArguments {
                 tool: self.qualified_name.clone(),

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, PoolingAllocationConfig, Trap, UpdateDeadline};
 
@@ -498,6 +499,30 @@ impl Runtime {
     where
         F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>,
     {
+        // The plugin's own log lines, logged inside it, become this span's events.
+        let span = tracing::info_span!(
+            "plugin_call",
+            otel.name = %format_args!("{} {phase}", guest.name),
+            plugin = &*guest.name,
+            phase,
+            fuel_used = tracing::field::Empty,
+        );
+        self.run_in_span(guest, phase, options, call, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn run_in_span<R, F>(
+        &self,
+        guest: &Arc<Guest>,
+        phase: &'static str,
+        options: CallOptions,
+        call: F,
+        span: &tracing::Span,
+    ) -> Result<R, Error>
+    where
+        F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>,
+    {
         let started = Instant::now();
         let timeout = options
             .timeout
@@ -519,7 +544,10 @@ impl Runtime {
             let pre = &guest.pre;
             let attempt = tokio::time::timeout(remaining, async {
                 let instantiating = Instant::now();
-                let plugin = pre.instantiate_async(&mut store).await?;
+                let plugin = pre
+                    .instantiate_async(&mut store)
+                    .instrument(tracing::info_span!("instantiate"))
+                    .await?;
                 instantiation = Some(instantiating.elapsed());
                 // The call runs at most once: an instantiation that succeeded never loops.
                 let call = call
@@ -543,6 +571,7 @@ impl Runtime {
             }
         };
         let fuel_used = guest.limits.fuel - store.get_fuel().unwrap_or(0);
+        span.record("fuel_used", fuel_used);
         let state = store.into_data();
         self.metrics.observe_call(
             &guest.name,

@@ -277,8 +277,13 @@ async fn write_batches(
         }
         let count = batch.len() as u64;
         let store = store.clone();
-        let written =
-            tokio::task::spawn_blocking(move || store.insert_commands(&batch, keep_rows)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            let _span =
+                tracing::info_span!("store.write", table = "command_history", rows = batch.len())
+                    .entered();
+            store.insert_commands(&batch, keep_rows)
+        })
+        .await;
         match written {
             Ok(Ok(())) => {
                 status.written.fetch_add(count, Ordering::Relaxed);

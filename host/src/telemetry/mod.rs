@@ -1,10 +1,12 @@
-//! What the process tells operators about itself: Prometheus metrics ([`Metrics`]) and the
-//! bounded ring of recent errors behind `/diagnostics/errors` ([`ErrorLog`]).
+//! What the process tells operators about itself: Prometheus metrics ([`Metrics`]), the
+//! bounded ring of recent errors behind `/diagnostics/errors` ([`ErrorLog`]), and the
+//! OpenTelemetry trace export ([`otel`]).
 //! Owns: [`Metrics`], [`SandboxMetrics`], [`ErrorLog`]. Never: decides anything; every other module only
 //! reports into it.
 
 mod errors;
 mod metrics;
+pub mod otel;
 
 pub use errors::{ErrorEntry, ErrorLog};
 
