@@ -540,3 +540,47 @@ fn each_request_and_tool_call_is_one_json_log_line_without_the_secret() {
         "the key itself must never be logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_move_with_the_load() {
+    let server = std::sync::Arc::new(server().await);
+    let (_, idle) = server.get("/diagnostics/performance").await;
+    let (_, idle_connections) = server.get("/diagnostics/connection").await;
+    // 8 clients at once, each running plugin code that spins until its deadline.
+    let calls = (0..8).map(|_| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                server
+                    .post("/mcp/execute", r#"{"action":"hostile__spin"}"#)
+                    .await;
+            }
+        })
+    });
+    for call in calls {
+        call.await.unwrap();
+    }
+    let (_, loaded) = server.get("/diagnostics/performance").await;
+    let requests = |v: &serde_json::Value| v["response_times"]["requests"].as_u64().unwrap();
+    assert!(
+        requests(&loaded) >= requests(&idle) + 16,
+        "{idle} → {loaded}"
+    );
+    // The spins took CPU since the previous sample.
+    assert!(loaded["cpu_percent"].as_f64().unwrap() > 1.0, "{loaded}");
+    // Their time (each at the 300 ms limit) shows in the quantiles.
+    assert!(
+        loaded["response_times"]["p99_ms"].as_f64().unwrap() >= 100.0,
+        "{loaded}"
+    );
+    assert!(
+        loaded["command_history"]["written"].as_u64().unwrap()
+            >= idle["command_history"]["written"].as_u64().unwrap()
+    );
+    let (_, connections) = server.get("/diagnostics/connection").await;
+    let total = |v: &serde_json::Value| v["connections"]["total"].as_u64().unwrap();
+    assert!(
+        total(&connections) > total(&idle_connections),
+        "{connections}"
+    );
+}
