@@ -7,7 +7,7 @@ use crate::config::Limits;
 use crate::registry::{self, LoadPolicy, Registry};
 use crate::runtime::{self, CallError, CallOptions, Limit, Runtime, ToolResult};
 use crate::store::{CommandRecord, HistoryWriter, MAX_RECORDED_BYTES, PluginState, Store};
-use crate::telemetry::{ErrorLog, Metrics, PluginLabels, ReloadLabels, ToolCallLabels};
+use crate::telemetry::{ErrorLog, Metrics, ReloadLabels, ToolHandles};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -172,7 +172,7 @@ impl Service {
         let inflight = Arc::new(tokio::sync::Semaphore::new(
             limits.max_inflight_calls as usize,
         ));
-        let metrics = Metrics::new(runtime.sandbox_metrics());
+        let metrics = Metrics::new(runtime.plugin_metrics());
         Self {
             runtime,
             registry: RwLock::new(Arc::new(registry)),
@@ -366,7 +366,7 @@ impl Service {
         };
         let mut pending = PendingRecord {
             history: &self.history,
-            metrics: &self.metrics,
+            metrics: resolved.as_ref().ok().map(|(_, entry)| &entry.metrics),
             started,
             record: Some(CommandRecord {
                 command,
@@ -407,8 +407,8 @@ impl Service {
             duration: started.elapsed(),
         };
         span.record("outcome", outcome.metric_outcome());
-        if let Some((plugin, tool)) = &names {
-            self.count(plugin, tool, &outcome, &request_id);
+        if let (Some((plugin, tool)), Some(metrics)) = (&names, pending.metrics) {
+            self.count((plugin, tool), metrics, &outcome, &request_id);
         }
         pending.finish(
             outcome.status(),
@@ -421,7 +421,13 @@ impl Service {
 impl Service {
     /// Counts a call of `plugin`'s `tool` in its statistics and the metrics, and a sandbox
     /// failure in the error ring.
-    fn count(&self, plugin: &str, tool: &str, outcome: &CallOutcome, request_id: &str) {
+    fn count(
+        &self,
+        (plugin, tool): (&str, &str),
+        metrics: &ToolHandles,
+        outcome: &CallOutcome,
+        request_id: &str,
+    ) {
         let stats = self.stats_entry(plugin);
         stats.calls.fetch_add(1, Ordering::Relaxed);
         if outcome.status() != "success" {
@@ -429,22 +435,8 @@ impl Service {
         }
         let micros = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
         stats.total_micros.fetch_add(micros, Ordering::Relaxed);
-        self.metrics
-            .plugin_execution
-            .get_or_create(&PluginLabels {
-                plugin: plugin.to_owned(),
-                command: tool.to_owned(),
-            })
-            .observe(outcome.duration);
         let outcome_label = outcome.metric_outcome();
-        self.metrics
-            .tool_calls
-            .get_or_create(&ToolCallLabels {
-                plugin: plugin.to_owned(),
-                tool: tool.to_owned(),
-                outcome: outcome_label,
-            })
-            .inc();
+        metrics.observe(outcome_label, Some(outcome.duration));
         tracing::info!(
             target: "waygate::call",
             request_id,
@@ -559,8 +551,8 @@ fn plugin_signature(registry: &Registry) -> Vec<(String, String)> {
 /// [`PendingRecord::finish`] gave it its outcome first.
 struct PendingRecord<'a> {
     history: &'a HistoryWriter,
-    /// Where a cancelled call is counted.
-    metrics: &'a Metrics,
+    /// Where a cancelled call of a known tool is counted.
+    metrics: Option<&'a ToolHandles>,
     started: Instant,
     record: Option<CommandRecord>,
 }
@@ -583,17 +575,10 @@ impl Drop for PendingRecord<'_> {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
             if record.result.is_none()
-                && let Some(plugin) = &record.plugin
+                && let Some(metrics) = self.metrics
             {
                 // Never finished: the caller went away and the call's future was dropped.
-                self.metrics
-                    .tool_calls
-                    .get_or_create(&ToolCallLabels {
-                        plugin: plugin.clone(),
-                        tool: record.command.clone(),
-                        outcome: "cancelled",
-                    })
-                    .inc();
+                metrics.observe("cancelled", None);
             }
             record.duration_ms =
                 u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);

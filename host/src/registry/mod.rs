@@ -73,6 +73,7 @@ pub fn verify_signature(
     }
 }
 use crate::runtime::{self, CallOptions, Guest, HttpGrant, PluginMetadata, Prompt, Runtime, Tool};
+use crate::telemetry::{PluginMetrics, ToolHandles};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -164,6 +165,8 @@ pub struct ToolEntry {
     /// Arguments that 2026-07-28 clients also send as `Mcp-Param-{name}` headers (the
     /// schema's `x-mcp-header`): each header name with the property path it mirrors.
     pub param_headers: Vec<(String, Vec<String>)>,
+    /// Its latency and per-outcome series.
+    pub metrics: ToolHandles,
     validator: jsonschema::Validator,
 }
 
@@ -687,7 +690,7 @@ async fn load_plugin(
         .map_err(|e| fail(e.to_string()))?;
     let tools = tools
         .into_iter()
-        .map(|tool| compile_tool(&name, tool))
+        .map(|tool| compile_tool(&name, tool, runtime.plugin_metrics()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(fail)?;
     let mut names = std::collections::BTreeSet::new();
@@ -785,7 +788,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
-fn compile_tool(plugin: &str, tool: Tool) -> Result<ToolEntry, String> {
+fn compile_tool(plugin: &str, tool: Tool, metrics: &PluginMetrics) -> Result<ToolEntry, String> {
     check_name("tool", &tool.name)?;
     let qualified_name = qualify(plugin, &tool.name);
     if qualified_name.len() > MAX_QUALIFIED_NAME_BYTES {
@@ -812,6 +815,7 @@ fn compile_tool(plugin: &str, tool: Tool) -> Result<ToolEntry, String> {
     let param_headers =
         param_headers(&input_schema).map_err(|e| format!("tool {:?}: {e}", tool.name))?;
     Ok(ToolEntry {
+        metrics: metrics.tool(plugin, &qualified_name),
         tool,
         qualified_name,
         input_schema,

@@ -26,7 +26,7 @@ use crate::config::limits::{
 };
 use crate::config::{Limits, PluginLimits};
 use crate::store::Store;
-use crate::telemetry::{CacheLabels, SandboxMetrics};
+use crate::telemetry::{PluginHandles, PluginMetrics};
 use bindings::{Plugin, PluginPre};
 use cache::ComponentCache;
 use std::future::Future;
@@ -87,6 +87,8 @@ pub struct Guest {
     cache_outcome: CacheOutcome,
     /// What it may reach over HTTP; `None`: nothing.
     http: Option<Arc<HttpGrant>>,
+    /// Its fuel, instantiation and memory series.
+    metrics: PluginHandles,
 }
 
 impl Guest {
@@ -169,8 +171,9 @@ pub struct Runtime {
     /// One permit per pooled instance slot, so calls wait for a slot instead of failing
     /// when the pool is momentarily full: [`Limits::instance_pool`].
     pool: Arc<Semaphore>,
-    /// Fuel, instantiation time and peak memory per call, and cache outcomes per load.
-    metrics: SandboxMetrics,
+    /// Fuel, instantiation time and peak memory per plugin, cache outcomes per load, and
+    /// the tool series the registry takes handles to.
+    metrics: PluginMetrics,
     /// Advances the engine's epoch every [`EPOCH_TICK`]; stopped when the runtime drops.
     _ticker: EpochTicker,
 }
@@ -209,7 +212,7 @@ impl Runtime {
             cache,
             store,
             pool: Arc::new(Semaphore::new(limits.instance_pool as usize)),
-            metrics: SandboxMetrics::default(),
+            metrics: PluginMetrics::default(),
             _ticker: ticker,
         })
     }
@@ -250,10 +253,7 @@ impl Runtime {
             CacheOutcome::Miss => "miss",
             CacheOutcome::Rebuilt => "rebuilt",
         };
-        self.metrics
-            .cache
-            .get_or_create(&CacheLabels { outcome })
-            .inc();
+        self.metrics.count_load(outcome);
         Ok(Guest {
             name: Arc::from(name),
             pre,
@@ -263,11 +263,12 @@ impl Runtime {
             content_hash,
             cache_outcome,
             http: None,
+            metrics: self.metrics.plugin(name),
         })
     }
 
-    /// What the sandbox has measured; `telemetry::Metrics` exports it.
-    pub fn sandbox_metrics(&self) -> &SandboxMetrics {
+    /// The per-plugin and per-tool series; `telemetry::Metrics` exports them.
+    pub fn plugin_metrics(&self) -> &PluginMetrics {
         &self.metrics
     }
 
@@ -573,12 +574,9 @@ impl Runtime {
         let fuel_used = guest.limits.fuel - store.get_fuel().unwrap_or(0);
         span.record("fuel_used", fuel_used);
         let state = store.into_data();
-        self.metrics.observe_call(
-            &guest.name,
-            fuel_used,
-            instantiation,
-            state.limiter.memory_in_use(),
-        );
+        guest
+            .metrics
+            .observe_call(fuel_used, instantiation, state.limiter.memory_in_use());
         log_output(&guest.name, &options.request_id, &state);
         tracing::debug!(
             plugin = &*guest.name,

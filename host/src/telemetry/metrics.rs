@@ -1,7 +1,7 @@
 //! The metric set and its OpenMetrics text encoding (`prometheus-client`). Histograms are
 //! this module's own lock-free [`LatencyHistogram`], which also answers quantiles for
 //! `/diagnostics/performance`.
-//! Owns: [`Metrics`], [`SandboxMetrics`], [`LatencyHistogram`]. Never: takes a label from
+//! Owns: [`Metrics`], [`PluginMetrics`] and its handles, [`LatencyHistogram`]. Never: takes a label from
 //! unbounded input (raw paths, methods outside the standard set, client-chosen names).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -25,9 +25,15 @@ const BUCKETS: [f64; 17] = [
     60.0, 300.0,
 ];
 
-/// A latency histogram of atomics: observing is a few relaxed adds, never a lock.
-#[derive(Debug, Default)]
+/// A latency histogram of atomics: observing is a few relaxed adds, never a lock. Clones
+/// share the same counts, so a caller can keep a handle instead of looking it up.
+#[derive(Debug, Default, Clone)]
 pub struct LatencyHistogram {
+    buckets: std::sync::Arc<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
     /// Per bucket, not cumulative; the last one is `+Inf`.
     counts: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
@@ -41,20 +47,25 @@ impl LatencyHistogram {
             .iter()
             .position(|bound| seconds <= *bound)
             .unwrap_or(BUCKETS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.buckets.counts[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.buckets.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.buckets
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The `q` quantile (0 to 1) in milliseconds, interpolated linearly inside its bucket as
     /// Prometheus's `histogram_quantile` does; `None` before the first observation.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
         let counts: Vec<u64> = self
+            .buckets
             .counts
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
@@ -87,10 +98,15 @@ impl EncodeMetric for LatencyHistogram {
             .iter()
             .copied()
             .chain(std::iter::once(f64::MAX))
-            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .zip(
+                self.buckets
+                    .counts
+                    .iter()
+                    .map(|c| c.load(Ordering::Relaxed)),
+            )
             .collect();
         let count = buckets.iter().map(|(_, c)| c).sum();
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let sum = self.buckets.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
@@ -197,52 +213,107 @@ pub struct ReloadLabels {
     pub scope: &'static str,
 }
 
-/// What the sandbox reports per call and per load. The runtime owns one and writes to it;
-/// [`Metrics`] exports the same series (the families are shared, not copied).
+/// The per-plugin and per-tool series: the runtime and the registry take handles to them
+/// when a plugin loads, so a call updates its series without a lookup or a lock; [`Metrics`]
+/// exports the same families (shared, not copied).
 #[derive(Debug, Clone, Default)]
-pub struct SandboxMetrics {
+pub struct PluginMetrics {
     /// Fuel units consumed, by plugin.
-    pub fuel: Family<PluginOnly, Counter>,
+    fuel: Family<PluginOnly, Counter>,
     /// Time to instantiate a fresh instance, by plugin.
-    pub instantiation: Family<PluginOnly, LatencyHistogram>,
+    instantiation: Family<PluginOnly, LatencyHistogram>,
     /// The largest linear memory (all of an instance's memories together) any call of the
     /// plugin reached since start, in bytes.
-    pub memory_peak: Family<PluginOnly, Gauge>,
+    memory_peak: Family<PluginOnly, Gauge>,
     /// Component loads by compiled-cache outcome.
-    pub cache: Family<CacheLabels, Counter>,
+    cache: Family<CacheLabels, Counter>,
+    /// Tool call latency by plugin and tool.
+    execution: Family<PluginLabels, LatencyHistogram>,
+    /// Tool calls by plugin, tool and outcome.
+    calls: Family<ToolCallLabels, Counter>,
 }
 
-impl SandboxMetrics {
-    /// Records one finished call of `plugin`.
-    pub fn observe_call(
-        &self,
-        plugin: &str,
-        fuel: u64,
-        instantiation: Option<Duration>,
-        memory_bytes: usize,
-    ) {
+/// The series of one plugin's calls.
+#[derive(Debug, Clone)]
+pub struct PluginHandles {
+    fuel: Counter,
+    instantiation: LatencyHistogram,
+    memory_peak: Gauge,
+}
+
+impl PluginHandles {
+    /// Records one finished call.
+    pub fn observe_call(&self, fuel: u64, instantiation: Option<Duration>, memory_bytes: usize) {
+        self.fuel.inc_by(fuel);
+        if let Some(elapsed) = instantiation {
+            self.instantiation.observe(elapsed);
+        }
+        let bytes = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
+        // A high-water mark: only ever raised.
+        self.memory_peak.inner().fetch_max(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The series of one tool's calls: its latency, and a counter per outcome.
+#[derive(Debug, Clone)]
+pub struct ToolHandles {
+    execution: LatencyHistogram,
+    outcomes: [Counter; CALL_OUTCOMES.len()],
+}
+
+impl ToolHandles {
+    /// Counts one call that ended with `outcome` (one of [`CALL_OUTCOMES`]) after `elapsed`.
+    pub fn observe(&self, outcome: &str, elapsed: Option<Duration>) {
+        if let Some(index) = CALL_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outcomes[index].inc();
+        }
+        if let Some(elapsed) = elapsed {
+            self.execution.observe(elapsed);
+        }
+    }
+}
+
+impl PluginMetrics {
+    /// The handles of `plugin`'s series, created if new.
+    pub fn plugin(&self, plugin: &str) -> PluginHandles {
         let labels = PluginOnly {
             plugin: plugin.to_owned(),
         };
-        self.fuel.get_or_create(&labels).inc_by(fuel);
-        if let Some(elapsed) = instantiation {
-            self.instantiation.get_or_create(&labels).observe(elapsed);
+        PluginHandles {
+            fuel: self.fuel.get_or_create(&labels).clone(),
+            instantiation: self.instantiation.get_or_create(&labels).clone(),
+            memory_peak: self.memory_peak.get_or_create(&labels).clone(),
         }
-        let bytes = i64::try_from(memory_bytes).unwrap_or(i64::MAX);
-        let peak = self.memory_peak.get_or_create(&labels);
-        // A high-water mark: only ever raised.
-        let mut current = peak.get();
-        while bytes > current {
-            match peak.inner().compare_exchange(
-                current,
-                bytes,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => current = actual,
-            }
+    }
+
+    /// The handles of `tool`'s series (its qualified name), created if new: every outcome
+    /// is exported from the start, at zero.
+    pub fn tool(&self, plugin: &str, tool: &str) -> ToolHandles {
+        let execution = self
+            .execution
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_owned(),
+                command: tool.to_owned(),
+            })
+            .clone();
+        let outcomes = CALL_OUTCOMES.map(|outcome| {
+            self.calls
+                .get_or_create(&ToolCallLabels {
+                    plugin: plugin.to_owned(),
+                    tool: tool.to_owned(),
+                    outcome,
+                })
+                .clone()
+        });
+        ToolHandles {
+            execution,
+            outcomes,
         }
+    }
+
+    /// Counts one component load by its compiled-cache outcome (`hit`, `miss`, `rebuilt`).
+    pub fn count_load(&self, outcome: &'static str) {
+        self.cache.get_or_create(&CacheLabels { outcome }).inc();
     }
 }
 
@@ -259,10 +330,6 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// Connections accepted since start.
     pub connections_total: Counter,
-    /// Plugin call latency by plugin and tool.
-    pub plugin_execution: Family<PluginLabels, LatencyHistogram>,
-    /// Tool calls by plugin, tool and outcome.
-    pub tool_calls: Family<ToolCallLabels, Counter>,
     /// Reloads of the plugin set (all plugins or one).
     pub reloads: Counter,
     /// Packages that failed to load in a reload.
@@ -279,13 +346,13 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(&SandboxMetrics::default())
+        Self::new(&PluginMetrics::default())
     }
 }
 
 impl Metrics {
     /// Registers every metric, the sandbox's among them.
-    pub fn new(sandbox: &SandboxMetrics) -> Self {
+    pub fn new(plugins: &PluginMetrics) -> Self {
         let mut registry = Registry::with_prefix("waygate");
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -297,28 +364,27 @@ impl Metrics {
         registry.register(
             "plugin_fuel_consumed",
             "Fuel units plugin calls consumed",
-            sandbox.fuel.clone(),
+            plugins.fuel.clone(),
         );
         registry.register(
             "plugin_instantiation_seconds",
             "Time to create a fresh plugin instance for a call",
-            sandbox.instantiation.clone(),
+            plugins.instantiation.clone(),
         );
         registry.register(
             "plugin_memory_peak_bytes",
             "Largest linear memory a call of the plugin reached since start",
-            sandbox.memory_peak.clone(),
+            plugins.memory_peak.clone(),
         );
         registry.register(
             "compiled_cache",
             "Component loads by compiled-cache outcome",
-            sandbox.cache.clone(),
+            plugins.cache.clone(),
         );
-        let tool_calls = Family::<ToolCallLabels, Counter>::default();
         registry.register(
             "tool_calls",
             "Tool calls by plugin, tool and outcome",
-            tool_calls.clone(),
+            plugins.calls.clone(),
         );
         let reloads = Counter::default();
         registry.register("reloads", "Reloads of the plugin set", reloads.clone());
@@ -367,11 +433,10 @@ impl Metrics {
             "HTTP connections accepted",
             connections_total.clone(),
         );
-        let plugin_execution = Family::<PluginLabels, LatencyHistogram>::default();
         registry.register(
             "plugin_execution_seconds",
             "Tool call latency, argument validation and sandbox included",
-            plugin_execution.clone(),
+            plugins.execution.clone(),
         );
         let mcp_sessions = Gauge::default();
         registry.register(
@@ -386,8 +451,6 @@ impl Metrics {
             all_requests,
             active_connections,
             connections_total,
-            plugin_execution,
-            tool_calls,
             reloads,
             reload_failures,
             reload_duration,

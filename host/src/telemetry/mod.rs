@@ -1,7 +1,7 @@
 //! What the process tells operators about itself: Prometheus metrics ([`Metrics`]), the
 //! bounded ring of recent errors behind `/diagnostics/errors` ([`ErrorLog`]), and the
 //! OpenTelemetry trace export ([`otel`]).
-//! Owns: [`Metrics`], [`SandboxMetrics`], [`ErrorLog`]. Never: decides anything; every other module only
+//! Owns: [`Metrics`], [`PluginMetrics`], [`ErrorLog`]. Never: decides anything; every other module only
 //! reports into it.
 
 mod errors;
@@ -15,6 +15,6 @@ pub use errors::{ErrorEntry, ErrorLog};
 /// installs, used by `PUT /diagnostics/log-level`.
 pub type SetLogLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub use metrics::{
-    CALL_OUTCOMES, CacheLabels, LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE,
-    PROMETHEUS_CONTENT_TYPE, PluginLabels, ReloadLabels, SandboxMetrics, ToolCallLabels,
+    CALL_OUTCOMES, LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
+    PluginHandles, PluginMetrics, ReloadLabels, ToolHandles,
 };
