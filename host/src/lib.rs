@@ -17,9 +17,6 @@
 //! - [`http_client`]: the host's own outbound HTTP(S) requests and the TLS client settings.
 
 #![warn(missing_docs)]
-// The server's connection future nests every layer's future (http → mcp → service →
-// registry → runtime, each inside its span); proving it `Send` needs more than 128 steps.
-#![recursion_limit = "256"]
 
 pub mod auth;
 pub mod config;

@@ -498,7 +498,9 @@ impl Runtime {
         call: F,
     ) -> Result<R, Error>
     where
-        F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>,
+        R: Send,
+        F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>
+            + Send,
     {
         // The plugin's own log lines, logged inside it, become this span's events.
         let span = tracing::info_span!(
@@ -508,9 +510,11 @@ impl Runtime {
             phase,
             fuel_used = tracing::field::Empty,
         );
-        self.run_in_span(guest, phase, options, call, &span)
-            .instrument(span.clone())
-            .await
+        // Type-erased: the store and instance the call holds across awaits make a future type
+        // too deep for the callers' `Send` proofs (each layer above nests it once more).
+        let call: Pin<Box<dyn Future<Output = Result<R, Error>> + Send + '_>> =
+            Box::pin(self.run_in_span(guest, phase, options, call, &span));
+        call.instrument(span.clone()).await
     }
 
     async fn run_in_span<R, F>(
@@ -522,7 +526,9 @@ impl Runtime {
         span: &tracing::Span,
     ) -> Result<R, Error>
     where
-        F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>,
+        R: Send,
+        F: for<'a> FnOnce(&'a Plugin, &'a mut wasmtime::Store<HostState>) -> CallFuture<'a, R>
+            + Send,
     {
         let started = Instant::now();
         let timeout = options
