@@ -216,7 +216,7 @@ fn run_server(config: Config) -> ExitCode {
     let outcome = runtime.block_on(serve(config, set_log_level));
     // Flushes the spans still batched; exports run on the runtime, which is still up.
     if let Some(provider) = tracer_provider
-        && let Err(e) = provider.shutdown()
+        && let Err(e) = provider.shutdown_with_timeout(waygate::telemetry::otel::SHUTDOWN_TIMEOUT)
     {
         eprintln!("waygate: the last spans were not exported: {e}");
     }
@@ -323,9 +323,10 @@ fn init_logging(
     use tracing_subscriber::{EnvFilter, Layer, fmt, reload};
 
     let (filter, handle) = reload::Layer::new(EnvFilter::new(&config.log));
-    // Log lines are events; spans exist only for the trace export, so without it a request
-    // opens none (each would cost an allocation and the formatting of its fields).
-    let filter = filter.and(filter::filter_fn(|metadata| metadata.is_event()));
+    // Log lines need no spans; spans exist only for the trace export, so without it a
+    // request opens none (each would cost an allocation and the formatting of its fields).
+    // Not `is_event`: `tracing::enabled!` checks (the plugin log gate) are hints, not events.
+    let filter = filter.and(filter::filter_fn(|metadata| !metadata.is_span()));
     let lines = fmt::layer().with_writer(std::io::stderr);
     let lines = match config.log_format {
         LogFormat::Json => lines

@@ -231,7 +231,7 @@ impl Service {
         )
         .await;
         next.keep_serving(&previous);
-        Ok(self.swap_in(&previous, next, started, "all").await)
+        Ok(self.swap_in(&previous, next, started, None).await)
     }
 
     /// Loads plugin `name` again, every other plugin staying as it is; as [`Service::reload`]
@@ -251,7 +251,7 @@ impl Service {
             .reload_one(&self.runtime, &self.plugins_dir, &self.load_policy, name)
             .await;
         Ok(match next {
-            Some(next) => Some(self.swap_in(&previous, next, started, "one").await),
+            Some(next) => Some(self.swap_in(&previous, next, started, Some(name)).await),
             None => None,
         })
     }
@@ -263,7 +263,7 @@ impl Service {
         previous: &Registry,
         next: Registry,
         started: Instant,
-        scope: &'static str,
+        only: Option<&str>,
     ) -> ReloadReport {
         let loaded: Vec<String> = next
             .plugins()
@@ -285,10 +285,16 @@ impl Service {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || record_states(&store, &next)).await;
+        // A one-plugin reload carries the other packages' earlier failures along: count only
+        // what this reload tried to load.
+        let failed_now = report
+            .failed
+            .iter()
+            .filter(|f| only.is_none_or(|name| f.plugin == name))
+            .count();
         self.metrics.reloads.inc();
-        self.metrics
-            .reload_failures
-            .inc_by(report.failed.len() as u64);
+        self.metrics.reload_failures.inc_by(failed_now as u64);
+        let scope = if only.is_some() { "one" } else { "all" };
         self.metrics
             .reload_duration
             .get_or_create(&ReloadLabels { scope })
@@ -385,11 +391,15 @@ impl Service {
             }),
         };
         let request_id = options.request_id.clone();
+        // Only a resolved name (a loaded tool's) names the span; the client's text does not.
+        let tool = names
+            .as_ref()
+            .map_or("unknown tool", |(_, tool)| tool.as_str());
         let span = tracing::info_span!(
             "tool_call",
-            otel.name = %format_args!("tools/call {}", pending.command()),
+            otel.name = %format_args!("tools/call {tool}"),
             plugin = names.as_ref().map(|(plugin, _)| plugin.as_str()),
-            tool = pending.command(),
+            tool,
             outcome = tracing::field::Empty,
         );
         let result = match resolved {
@@ -406,7 +416,13 @@ impl Service {
             tool: names.as_ref().map(|(_, tool)| tool.clone()),
             duration: started.elapsed(),
         };
-        span.record("outcome", outcome.metric_outcome());
+        let span_outcome = match &outcome.result {
+            Err(registry::Error::UnknownTool { .. } | registry::Error::AmbiguousTool { .. }) => {
+                "unknown_tool"
+            }
+            _ => outcome.metric_outcome(),
+        };
+        span.record("outcome", span_outcome);
         if let (Some((plugin, tool)), Some(metrics)) = (&names, pending.metrics) {
             self.count((plugin, tool), metrics, &outcome, &request_id);
         }
@@ -558,11 +574,6 @@ struct PendingRecord<'a> {
 }
 
 impl PendingRecord<'_> {
-    /// The command the record is for.
-    fn command(&self) -> &str {
-        self.record.as_ref().map_or("", |r| r.command.as_str())
-    }
-
     fn finish(&mut self, status: &'static str, result: String) {
         if let Some(record) = &mut self.record {
             record.status = status;

@@ -173,6 +173,25 @@ async fn reloads_and_their_failures_are_counted() {
         moved(r#"waygate_reload_duration_seconds_count{scope="all"}"#),
         1.0
     );
+    // Reloading another plugin alone does not count the broken package again.
+    let (status, body) = server.post("/plugins/hostile/reload", "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let last = scrape(&server).await;
+    assert_eq!(
+        value(&last, "waygate_reload_failures_total"),
+        value(&after, "waygate_reload_failures_total")
+    );
+    assert_eq!(
+        value(&last, "waygate_reloads_total"),
+        value(&after, "waygate_reloads_total") + 1.0
+    );
+    assert_eq!(
+        value(
+            &last,
+            r#"waygate_reload_duration_seconds_count{scope="one"}"#
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -192,5 +211,42 @@ async fn refused_requests_are_counted() {
     assert_eq!(server.post("/mcp/execute", call).await.0, 429);
     let samples = scrape(&server).await;
     assert_eq!(value(&samples, "waygate_rate_limited_requests_total"), 1.0);
-    assert_eq!(value(&samples, "waygate_busy_rejections_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_waits_in_vain_for_a_slot_counts_as_concurrency_limit() {
+    let env = TestEnv::new();
+    env.add(
+        "hostile",
+        &fixture("hostile"),
+        "[limits]\nmax_concurrency = 1\ntimeout_ms = 2500",
+    );
+    let server = std::sync::Arc::new(TestServer::start(env).await);
+    let before = scrape(&server).await;
+    // The first call holds the only slot until its 2.5 s deadline; the second asks for a
+    // 1 s timeout, so it gives up waiting for the slot first.
+    let holder = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .post("/mcp/execute", r#"{"action":"hostile__sleep","params":{}}"#)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, body) = server
+        .post(
+            "/mcp/execute",
+            r#"{"action":"hostile__sleep","params":{},"timeout":1}"#,
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(holder.await.unwrap().0, 408);
+    let after = scrape(&server).await;
+    let moved = |outcome: &str| {
+        let series = calls(outcome, "sleep");
+        value(&after, &series) - value(&before, &series)
+    };
+    assert_eq!(moved("concurrency_limit"), 1.0);
+    assert_eq!(moved("timeout"), 1.0);
 }

@@ -620,7 +620,11 @@ pub fn spawn_binary(data: &Path, env: &[(&str, &str)]) -> Binary {
             .next()
             .expect("waygate exited before listening")
             .unwrap();
-        log.lock().unwrap().push_str(&line);
+        {
+            let mut log = log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
         if let Some(rest) = line.split("\"bind\":\"").nth(1)
             && line.contains("waygate listening")
         {

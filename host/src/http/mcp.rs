@@ -26,6 +26,7 @@ use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use tracing::Instrument;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -703,14 +704,11 @@ async fn respond(
         let (sender, body) = sse::channel();
         let (progress, reports) = tokio::sync::mpsc::channel(PROGRESS_BUFFER);
         call.context.progress = Some(progress);
-        tokio::spawn(stream_with_progress(
-            state.clone(),
-            call,
-            token,
-            sender,
-            reports,
-            in_flight,
-        ));
+        // The call runs in its own task; it stays in the request's span (and trace).
+        tokio::spawn(
+            stream_with_progress(state.clone(), call, token, sender, reports, in_flight)
+                .in_current_span(),
+        );
         return event_stream_response(body);
     }
     let (id, era) = (call.id.clone(), call.era.clone());

@@ -427,9 +427,9 @@ async fn handle(
     let route = rest::template(request.uri().path()).unwrap_or("unmatched");
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{} {route}", request.method()),
+        otel.name = %format_args!("{} {route}", crate::telemetry::method_label(request.method().as_str())),
         otel.kind = "server",
-        http.request.method = %request.method(),
+        http.request.method = crate::telemetry::method_label(request.method().as_str()),
         http.route = route,
         http.response.status_code = tracing::field::Empty,
         waygate.request_id = tracing::field::Empty,
@@ -597,6 +597,10 @@ async fn dispatch(
             error_response(state, &ApiError::rate_limited(verdict.limit), request_id)
         };
         verdict.headers(response.headers_mut());
+        // The access line names who was refused: what a 429 storm's playbook looks for.
+        response
+            .extensions_mut()
+            .insert(CredentialName(principal.name.clone()));
         return response;
     }
     // Only the two routes that take a body read one; the others never wait for it.

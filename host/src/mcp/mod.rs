@@ -18,6 +18,18 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tracing::Instrument;
 
+/// The methods [`McpServer::handle`] answers, for bounded span names.
+const KNOWN_METHODS: [&str; 9] = [
+    "server/discover",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+    "prompts/get",
+];
 /// The stateless revision: no sessions, `_meta` on every request.
 pub const MODERN_VERSION: &str = "2026-07-28";
 /// The session-based revisions served, newest first; `initialize` offers the first when a
@@ -212,7 +224,10 @@ impl McpServer {
         params: &Map<String, Value>,
         context: &RequestContext,
     ) -> Result<Value, RpcError> {
-        let span = tracing::info_span!("mcp", otel.name = method, mcp.method.name = method);
+        // The method is the client's text: an unknown one gets a fixed name.
+        let known = KNOWN_METHODS.iter().find(|m| **m == method).copied();
+        let name = known.unwrap_or("unknown method");
+        let span = tracing::info_span!("mcp", otel.name = name, mcp.method.name = name);
         // A trace context in `_meta` continues the caller's trace from this message on.
         let meta = params.get("_meta").and_then(Value::as_object);
         let field = |name: &str| meta.and_then(|m| m.get(name)).and_then(Value::as_str);

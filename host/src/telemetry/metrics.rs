@@ -132,7 +132,7 @@ pub struct RequestLabels {
 
 /// The method as a label: clients may send any token as a method, so anything outside the
 /// standard set is `OTHER` and the label set stays bounded.
-fn method_label(method: &str) -> &'static str {
+pub fn method_label(method: &str) -> &'static str {
     const KNOWN: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
     ];
@@ -338,7 +338,8 @@ pub struct Metrics {
     pub reload_duration: Family<ReloadLabels, LatencyHistogram>,
     /// Requests refused before any work by the rate limiter (429).
     pub rate_limited: Counter,
-    /// Tool calls refused because `limits.max_inflight_calls` were in progress (503).
+    /// Requests that would run plugin code (tool calls, resource lists and reads, prompts)
+    /// refused because `limits.max_inflight_calls` were in progress (503).
     pub busy: Counter,
     /// MCP sessions open (session era), set when scraped.
     pub mcp_sessions: Gauge,
@@ -409,7 +410,7 @@ impl Metrics {
         let busy = Counter::default();
         registry.register(
             "busy_rejections",
-            "Tool calls refused because limits.max_inflight_calls were in progress (503)",
+            "Requests that would run plugin code refused because limits.max_inflight_calls were in progress (503)",
             busy.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();

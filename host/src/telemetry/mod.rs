@@ -16,5 +16,5 @@ pub use errors::{ErrorEntry, ErrorLog};
 pub type SetLogLevel = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub use metrics::{
     CALL_OUTCOMES, LatencyHistogram, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
-    PluginHandles, PluginMetrics, ReloadLabels, ToolHandles,
+    PluginHandles, PluginMetrics, ReloadLabels, ToolHandles, method_label,
 };

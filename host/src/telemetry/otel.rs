@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// Longest one export may take, connection included.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the provider's shutdown waits for the last export: one export and a margin.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(11);
 /// Most bytes read of a collector's answer to an export.
 const MAX_EXPORT_ANSWER_BYTES: usize = 64 * 1024;
 
