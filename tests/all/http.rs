@@ -503,24 +503,8 @@ fn each_request_and_tool_call_is_one_json_log_line_without_the_secret() {
         r#"{"action":"hostile__ok","params":{}}"#,
     );
     assert_eq!(status, 200);
-    let find = |target: &str| -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let log = server.log.lock().unwrap().clone();
-            let line = log
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|l| l["target"] == target && l["route"] != "/health");
-            if let Some(line) = line {
-                return line;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {target} line in {log}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
+    let find =
+        |target: &str| server.wait_for_log(|l| l["target"] == target && l["route"] != "/health");
     let access = find("waygate::access");
     // The JSON formatter flattens the event's fields into the line.
     let fields = &access;
@@ -583,16 +567,9 @@ async fn diagnostics_move_with_the_load() {
 
 #[test]
 fn plugin_log_lines_reach_the_host_log_tagged_with_plugin_and_request() {
-    use crate::support::{ADMIN_KEY, blocking_request, example, spawn_binary};
+    use crate::support::{ADMIN_KEY, blocking_request, install_example, spawn_binary};
     let data = tempfile::tempdir().unwrap();
-    let notes = data.path().join("plugins/notes");
-    std::fs::create_dir_all(&notes).unwrap();
-    std::fs::copy(example("notes"), notes.join("plugin.wasm")).unwrap();
-    std::fs::write(
-        notes.join("plugin.toml"),
-        "name = \"notes\"\nversion = \"0.1.0\"\n",
-    )
-    .unwrap();
+    install_example(data.path(), "notes");
     let server = spawn_binary(data.path(), &[]);
     let (status, body) = blocking_request(
         &server.addr,
@@ -602,25 +579,10 @@ fn plugin_log_lines_reach_the_host_log_tagged_with_plugin_and_request() {
         r#"{"action":"notes__add_note","params":{"title":"logged","body":"b"}}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let log = server.log.lock().unwrap().clone();
-        let line = log
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|l| l["target"] == "plugin" && l["message"] == "note added");
-        if let Some(line) = line {
-            assert_eq!(line["plugin"], "notes", "{line}");
-            assert!(
-                line["request_id"].as_str().unwrap().starts_with("req_"),
-                "{line}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no plugin line in {log}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let line = server.wait_for_log(|l| l["target"] == "plugin" && l["message"] == "note added");
+    assert_eq!(line["plugin"], "notes", "{line}");
+    assert!(
+        line["request_id"].as_str().unwrap().starts_with("req_"),
+        "{line}"
+    );
 }

@@ -4,7 +4,9 @@
 //! caller's trace continued from `traceparent` (header or MCP `_meta`), and the plugin's log
 //! lines as events of its call's span.
 
-use crate::support::{ADMIN_KEY, Upstream, UpstreamReply, blocking_request, example, spawn_binary};
+use crate::support::{
+    ADMIN_KEY, Upstream, UpstreamReply, blocking_request, install_example, spawn_binary,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -194,14 +196,7 @@ async fn an_mcp_meta_traceparent_continues_the_callers_trace_and_plugin_logs_bec
     let receiver = receiver().await;
     let data = tempfile::tempdir().unwrap();
     // The notes plugin logs each note it adds.
-    let notes = data.path().join("plugins/notes");
-    std::fs::create_dir_all(&notes).unwrap();
-    std::fs::copy(example("notes"), notes.join("plugin.wasm")).unwrap();
-    std::fs::write(
-        notes.join("plugin.toml"),
-        "name = \"notes\"\nversion = \"0.1.0\"\n",
-    )
-    .unwrap();
+    install_example(data.path(), "notes");
     let server = start(&receiver, data.path());
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let caller = "b7ad6b7169203331";

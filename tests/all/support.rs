@@ -643,6 +643,41 @@ pub fn spawn_binary(data: &Path, env: &[(&str, &str)]) -> Binary {
     Binary { child, addr, log }
 }
 
+/// Installs example plugin `package` in `data/plugins`, where [`spawn_binary`] serves it
+/// beside the hostile fixture.
+pub fn install_example(data: &Path, package: &str) {
+    let dir = data.join("plugins").join(package);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(example(package), dir.join("plugin.wasm")).unwrap();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!("name = \"{package}\"\nversion = \"0.1.0\"\n"),
+    )
+    .unwrap();
+}
+
+impl Binary {
+    /// The first JSON log line `matches` accepts, waiting up to 5 s for it.
+    pub fn wait_for_log(&self, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            let found = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| matches(l));
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such line in {log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// Runs `waygate keys ARGS --data DATA` and returns its standard output; fails unless it
 /// succeeds.
 pub fn keys_cli(data: &Path, args: &[&str]) -> String {
