@@ -7,6 +7,7 @@
 //! - [`auth`]: API keys, roles, and the role every route and MCP method needs.
 //! - [`config`]: defaults → file → environment → flags, and every limit ([`config::Limits`]).
 //! - [`hex`]: the one hex encoder and strict decoder (digests, keys, signatures).
+//! - [`json`]: JSON text of a value without `Display`'s per-token formatting (hot paths).
 //! - [`http`]: the listener, routing, the REST endpoints, the MCP transport, errors → statuses.
 //! - [`mcp`]: JSON-RPC, the two protocol eras, sessions, the tools/resources/prompts methods.
 //! - [`service`]: what REST and MCP share: the registry serving now, the one tool-call path.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod hex;
 pub mod http;
 pub mod http_client;
+pub mod json;
 pub mod mcp;
 pub mod registry;
 pub mod runtime;

@@ -377,7 +377,7 @@ impl Service {
             record: Some(CommandRecord {
                 command,
                 plugin,
-                params: runtime::truncate(arguments.to_string(), MAX_RECORDED_BYTES),
+                params: runtime::truncate(crate::json::to_text(arguments), MAX_RECORDED_BYTES),
                 result: None,
                 status: "cancelled",
                 duration_ms: 0,
@@ -611,7 +611,7 @@ fn result_summary(outcome: &CallOutcome) -> String {
                     _ => None,
                 })
                 .collect();
-            serde_json::json!({ "is_error": result.is_error, "text": texts }).to_string()
+            crate::json::to_text(&serde_json::json!({ "is_error": result.is_error, "text": texts }))
         }
         Ok(Err(error)) => serde_json::json!({ "error": format!("{error:?}") }).to_string(),
         Err(error) => serde_json::json!({ "error": error.to_string() }).to_string(),

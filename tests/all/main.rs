@@ -15,6 +15,7 @@ mod otel;
 mod outbound;
 mod plugins;
 mod reload;
+mod shutdown;
 mod signatures;
 mod store;
 mod support;

@@ -65,6 +65,9 @@ pub const DEFAULT_COMMAND_HISTORY_ROWS: u64 = 100_000;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1_024;
 /// Default time the server waits for in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Default time between the shutdown signal and closing the listener: none, for a single
+/// process nothing routes around.
+pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 0;
 
 /// Process-wide limits, from the `[limits]` table of the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -84,6 +87,12 @@ pub struct Limits {
     /// Drain deadline at shutdown (process scope); requests still running then are dropped.
     /// Config `limits.shutdown_grace_ms`, default [`DEFAULT_SHUTDOWN_GRACE_MS`].
     pub shutdown_grace_ms: u64,
+    /// Time from the shutdown signal to closing the listener (process scope): `/ready`
+    /// answers 503 meanwhile and requests are still served, so a load balancer takes the
+    /// replica out before it stops accepting. Behind Kubernetes: the readiness probe's
+    /// period times its failure threshold, or more.
+    /// Config `limits.shutdown_delay_ms`, default [`DEFAULT_SHUTDOWN_DELAY_MS`].
+    pub shutdown_delay_ms: u64,
     /// Open MCP sessions (process scope); `initialize` beyond it gets 503.
     /// Config `limits.mcp_sessions`, default [`DEFAULT_MCP_SESSIONS`].
     pub mcp_sessions: u32,
@@ -142,6 +151,7 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            shutdown_delay_ms: DEFAULT_SHUTDOWN_DELAY_MS,
             mcp_sessions: DEFAULT_MCP_SESSIONS,
             mcp_streams: DEFAULT_MCP_STREAMS,
             max_inflight_calls: DEFAULT_MAX_INFLIGHT_CALLS,
@@ -419,6 +429,7 @@ mod tests {
             ("max_body_bytes", limits.max_body_bytes.to_string()),
             ("max_connections", limits.max_connections.to_string()),
             ("shutdown_grace_ms", limits.shutdown_grace_ms.to_string()),
+            ("shutdown_delay_ms", limits.shutdown_delay_ms.to_string()),
             ("mcp_sessions", limits.mcp_sessions.to_string()),
             (
                 "mcp_session_idle_ms",

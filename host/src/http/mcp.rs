@@ -554,7 +554,9 @@ fn check_stateless(
             RpcError::new(HEADER_MISMATCH, text),
         )
     };
-    let params = message.params().cloned().unwrap_or_default();
+    let no_params = serde_json::Map::new();
+    // Borrowed, never cloned: the params hold the tool's arguments, of any size.
+    let params = message.params().unwrap_or(&no_params);
     let meta = params.get("_meta").and_then(Value::as_object);
     let meta_version = meta
         .and_then(|m| m.get(meta::PROTOCOL_VERSION))
@@ -632,7 +634,7 @@ fn check_stateless(
             }
         }
     }
-    check_param_headers(parts, &params, param_headers).map_err(mismatch)
+    check_param_headers(parts, params, param_headers).map_err(mismatch)
 }
 
 async fn stateless_request(

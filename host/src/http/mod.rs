@@ -293,8 +293,9 @@ fn is_loopback_authority(authority: &str) -> bool {
         )
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves, then waits up to
-/// [`Limits::shutdown_grace_ms`] for requests in flight.
+/// Serves HTTP on `listener` until `shutdown` resolves; then answers `/ready` with 503 while
+/// still accepting for [`Limits::shutdown_delay_ms`], closes the listener, waits up to
+/// [`Limits::shutdown_grace_ms`] for requests in flight, and flushes the history queue.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -308,6 +309,18 @@ pub async fn serve(
     // `max_connections` connections are open and the rest wait in the kernel's backlog.
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let not_ready = state.clone();
+    let delay_ms = limits.shutdown_delay_ms;
+    let shutdown = async move {
+        shutdown.await;
+        // Not ready from here on; event streams end too, so their connections can drain.
+        not_ready.shutting_down.send_replace(true);
+        tracing::info!(
+            delay_ms,
+            "shutting down: /ready answers 503; the listener closes after the delay"
+        );
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     // Clients whose buckets have refilled are forgotten, so idle clients cost nothing.
     let sweeper = state.rate.is_some().then(|| {
@@ -367,7 +380,8 @@ pub async fn serve(
             connection_state.service.metrics.active_connections.dec();
         });
     }
-    // Event streams end first, so their connections can drain like the others.
+    // New connections are refused from here on, not left waiting in the backlog.
+    drop(listener);
     state.shutting_down.send_replace(true);
     state.mcp.sessions.end_all();
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
@@ -384,6 +398,11 @@ pub async fn serve(
         sweeper.abort();
     }
     state.service.history.close().await;
+    if let Some(keys) = state.keys.clone()
+        && let Ok(Err(error)) = tokio::task::spawn_blocking(move || keys.flush_uses()).await
+    {
+        tracing::warn!(%error, "cannot write the last key uses");
+    }
 }
 
 /// Serves HTTP/1.1 on one connection until it closes or the server drains it.
@@ -718,7 +737,7 @@ fn security_headers(headers: &mut HeaderMap) {
 
 /// A response with a JSON body.
 fn json_response(status: StatusCode, json: &serde_json::Value) -> Response<Body> {
-    bytes_response(status, "application/json", json.to_string().into_bytes())
+    bytes_response(status, "application/json", crate::json::to_bytes(json))
 }
 
 fn bytes_response(

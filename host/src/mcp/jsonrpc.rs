@@ -192,7 +192,12 @@ pub fn parse(body: &[u8]) -> Result<Message, (Option<Id>, RpcError)> {
 
 /// A success response.
 pub fn result(id: &Id, result: Value) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id.to_json(), "result": result })
+    // Built by hand: `json!` would serialize `result` into a deep copy of itself.
+    let mut response = Map::with_capacity(3);
+    response.insert("jsonrpc".into(), Value::from("2.0"));
+    response.insert("id".into(), id.to_json());
+    response.insert("result".into(), result);
+    Value::Object(response)
 }
 
 /// An error response; `id` is omitted when the request's could not be read.

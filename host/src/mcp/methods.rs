@@ -191,10 +191,13 @@ impl McpServer {
             .map_err(|busy| busy_error(&busy))?;
         match outcome.result {
             Ok(Ok(result)) => {
-                let mut answer = json!({
-                    "content": result.content.iter().map(content_json).collect::<Vec<_>>(),
-                    "isError": result.is_error,
-                });
+                // Not `json!`: it would serialize the content array into a copy of itself.
+                let mut answer = serde_json::Map::with_capacity(3);
+                answer.insert(
+                    "content".into(),
+                    Value::Array(result.content.iter().map(content_json).collect()),
+                );
+                answer.insert("isError".into(), Value::Bool(result.is_error));
                 // The first JSON item is the structured result; the session era allows only
                 // an object there.
                 let structured = result.content.iter().find_map(|c| match c {
@@ -204,9 +207,9 @@ impl McpServer {
                 if let Some(structured) = structured
                     && (*era == Era::Stateless || structured.is_object())
                 {
-                    answer["structuredContent"] = structured;
+                    answer.insert("structuredContent".into(), structured);
                 }
-                Ok(answer)
+                Ok(Value::Object(answer))
             }
             Ok(Err(CallError::InvalidArguments(message))) => {
                 Ok(tool_error(format!("invalid arguments: {message}")))

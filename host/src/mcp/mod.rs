@@ -303,10 +303,9 @@ const LIST_TTL_MS: u64 = 60_000;
 fn complete(mut result: Value, cache_ttl_ms: Option<u64>, cache_scope: &str) -> Value {
     if let Value::Object(fields) = &mut result {
         fields.insert("resultType".into(), json!("complete"));
-        fields.insert(
-            "_meta".into(),
-            json!({ (meta::SERVER_INFO): McpServer::server_info() }),
-        );
+        let mut server = serde_json::Map::with_capacity(1);
+        server.insert(meta::SERVER_INFO.into(), McpServer::server_info());
+        fields.insert("_meta".into(), Value::Object(server));
         if let Some(ttl) = cache_ttl_ms {
             fields.insert("ttlMs".into(), json!(ttl));
             fields.insert("cacheScope".into(), json!(cache_scope));

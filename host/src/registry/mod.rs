@@ -575,7 +575,7 @@ impl ToolEntry {
             .call_tool(
                 &plugin.guest,
                 &self.tool.name,
-                arguments.to_string(),
+                crate::json::to_text(arguments),
                 options,
             )
             .await?)
