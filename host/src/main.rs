@@ -390,6 +390,8 @@ fn log_gate(hint: Option<tracing_subscriber::filter::LevelFilter>) -> log::Level
 }
 
 async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let hangups = hangup_signals();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Arc::new(Store::open(&config.database_path())?);
@@ -430,8 +432,14 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
         trusted_keys: config.trusted_keys.clone().map(Arc::from),
         allowed_networks: Arc::from(config.outbound_allow_networks.as_slice()),
     };
-    let registry =
-        Registry::load_except(&runtime, &config.plugins_dir, &load_policy, &disabled).await;
+    let load = Registry::load_except(&runtime, &config.plugins_dir, &load_policy, &disabled);
+    let registry = tokio::select! {
+        registry = load => registry,
+        () = &mut shutdown => {
+            tracing::info!("shutdown signal while the plugins load; waygate stopped");
+            return Ok(());
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -464,25 +472,38 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
             .map(|oauth| Arc::new(auth::OAuth::new(oauth))),
     };
     let state = Arc::new(AppState::new(service, admission));
-    reload_on_sighup(state.clone());
+    reload_on_sighup(state.clone(), hangups);
     if let Some(loaded) = packages_before_load {
         watch_plugins(state.clone(), config.plugins_dir.clone(), loaded);
     }
-    http::serve(listener, state, shutdown_signal()).await;
+    http::serve(listener, state, shutdown).await;
     tracing::info!("waygate stopped");
     Ok(())
 }
 
-/// Reloads the plugins on every SIGHUP, as `POST /plugins/reload` does.
-fn reload_on_sighup(state: Arc<AppState>) {
-    #[cfg(unix)]
+/// SIGHUPs from now on. Installed before the plugins load, so one sent meanwhile (such as
+/// `systemctl reload`) waits for the server instead of ending it: SIGHUP's default action.
+#[cfg(unix)]
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    if hangups.is_err() {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /plugins/reload");
+    }
+    hangups.ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<()> {
+    None
+}
+
+/// Reloads the plugins on every SIGHUP in `hangups`, as `POST /plugins/reload` does.
+#[cfg(unix)]
+fn reload_on_sighup(state: Arc<AppState>, hangups: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hangups) = hangups else {
+        return;
+    };
     tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot listen for SIGHUP; reload with POST /plugins/reload");
-            return;
-        };
         while hangups.recv().await.is_some() {
             match http::reload(&state).await {
                 Ok(report) => tracing::info!(
@@ -494,9 +515,10 @@ fn reload_on_sighup(state: Arc<AppState>) {
             }
         }
     });
-    #[cfg(not(unix))]
-    let _ = state;
 }
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_: Arc<AppState>, _: Option<()>) {}
 
 /// How often the plugins directory is looked at, when watched.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -540,23 +562,33 @@ fn watch_plugins(state: Arc<AppState>, dir: std::path::PathBuf, loaded: u64) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+///
+/// The handlers are installed when this is called, not when the future is first polled:
+/// a signal that arrives while the plugins load is then seen, not lost or (as PID 1 in a
+/// container, where an unhandled SIGTERM is ignored) left to the orchestrator's SIGKILL.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let received = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -113,3 +113,47 @@ fn sigterm_drains_the_call_in_flight_flushes_the_store_and_exits_zero() {
         "the admin key's use was not written"
     );
 }
+
+/// SIGTERM while the plugins compile (the JavaScript plugin takes seconds from a cold cache)
+/// stops the start at once with exit code 0: the handler is installed before the load.
+#[test]
+fn sigterm_while_the_plugins_load_stops_the_start_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    crate::support::install_example(data.path(), "regex-tools");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log", "info"])
+        .env("WAYGATE_ADMIN_KEY", ADMIN_KEY)
+        .arg("--plugins")
+        .arg(data.path().join("plugins"))
+        .arg("--data")
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The admin key is made just before the plugins load.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("created the first admin key") {
+            break;
+        }
+    }
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "{rest:?}");
+    assert!(
+        rest.iter().all(|line| !line.contains("waygate listening")),
+        "the load finished before the signal; the test proves nothing: {rest:?}"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+}
