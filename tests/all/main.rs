@@ -4,6 +4,7 @@
 mod auth;
 mod cache;
 mod capabilities;
+mod deploy;
 mod http;
 mod interop;
 mod limits;

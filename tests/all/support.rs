@@ -580,9 +580,9 @@ impl Drop for Binary {
 }
 
 /// Starts `waygate serve` on an ephemeral port over `data`, with the hostile fixture as its
-/// only plugin, debug logs, and `env` added; returns once it listens.
+/// only plugin, debug logs, the admin key [`ADMIN_KEY`], and `env` added; returns once it
+/// listens.
 pub fn spawn_binary(data: &Path, env: &[(&str, &str)]) -> Binary {
-    use std::io::{BufRead, BufReader};
     let plugins = data.join("plugins");
     let package = plugins.join("hostile");
     std::fs::create_dir_all(&package).unwrap();
@@ -592,55 +592,20 @@ pub fn spawn_binary(data: &Path, env: &[(&str, &str)]) -> Binary {
         "name = \"hostile\"\nversion = \"0.1.0\"\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--log", "debug"])
-        .env("WAYGATE_ADMIN_KEY", ADMIN_KEY)
-        .envs(env.iter().copied())
-        .arg("--plugins")
-        .arg(&plugins)
-        .arg("--data")
-        .arg(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start waygate");
-    let log = Arc::new(std::sync::Mutex::new(String::new()));
-    let stdout = child.stdout.take().unwrap();
-    let stdout_log = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let mut log = stdout_log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("waygate exited before listening")
-            .unwrap();
-        {
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-        if let Some(rest) = line.split("\"bind\":\"").nth(1)
-            && line.contains("waygate listening")
-        {
-            break rest.split('"').next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log, so the server never blocks on a full pipe.
-    let stderr_log = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let mut log = stderr_log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    Binary { child, addr, log }
+    let mut all_env = vec![("WAYGATE_ADMIN_KEY", ADMIN_KEY)];
+    all_env.extend_from_slice(env);
+    let args: [&std::ffi::OsStr; 9] = [
+        "serve".as_ref(),
+        "--bind".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--log".as_ref(),
+        "debug".as_ref(),
+        "--plugins".as_ref(),
+        plugins.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ];
+    spawn_waygate(&args, &all_env)
 }
 
 /// Installs example plugin `package` in `data/plugins`, where [`spawn_binary`] serves it
@@ -846,5 +811,61 @@ impl Upstream {
     /// Requests received so far.
     pub fn requests(&self) -> usize {
         self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Starts the real `waygate` binary with `args` (such as `serve --config FILE`) and `env`
+/// added, and returns once it listens. Its configuration must keep JSON log lines at level
+/// info or below: the line that says where it listens is one.
+pub fn spawn_waygate(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start waygate");
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+    }
+    // Killed when dropped, a failed start included.
+    let mut binary = Binary {
+        child,
+        addr: String::new(),
+        log,
+    };
+    // Up to a minute: a start that compiles its plugins takes seconds on a busy machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listening = binary
+            .log
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == "waygate listening");
+        if let Some(line) = listening {
+            binary.addr = line["bind"].as_str().expect("bind").to_owned();
+            return binary;
+        }
+        let exited = binary.child.try_wait().expect("child status");
+        assert!(
+            exited.is_none() && std::time::Instant::now() < deadline,
+            "waygate did not start ({exited:?}):\n{}",
+            binary.log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -4,8 +4,9 @@
 //!   `wasm32-wasip2`, the JavaScript plugin with its local npm toolchain) and packages them
 //!   into `target/plugins/<name>/` and `target/test-plugins/`.
 //! - `cargo xtask run [-- serve flags]`: builds the plugins and runs the server in release mode.
-//! - `cargo xtask test`: builds the plugins once, sets up the interop clients and `promtool`
-//!   (Debian's `prometheus` package, with apt-get), then runs every test of both workspaces.
+//! - `cargo xtask test`: builds the plugins once, sets up the interop clients, `promtool`
+//!   (Debian's `prometheus` package, with apt-get) and `kubernetes-validate` (a venv in
+//!   `target/deploy/venv`), then runs every test of both workspaces.
 //! - `cargo xtask interop`: sets up the interop clients only: the official MCP SDKs for
 //!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`), and
 //!   MCP Inspector (`tests/interop/inspector`).
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         "test" => build_plugins()
             .and_then(|_| setup_interop())
             .and_then(|()| ensure_promtool())
+            .and_then(|()| ensure_kubernetes_validate())
             .and_then(|()| run_tests(rest)),
         "interop" => setup_interop(),
         "sign" => match rest {
@@ -245,26 +247,41 @@ fn sign_plugins(plugins: &Path, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The interop clients: the pinned PyPI packages in a venv (rebuilt when
-/// `tests/interop/requirements.txt` changes) and the pinned npm packages.
+/// A Python venv at `venv` holding `requirements` (pip's format), made again from scratch
+/// when they change: the venv keeps them as `requirements.txt` once pip has succeeded.
+fn python_venv(venv: &Path, requirements: &str) -> Result<(), String> {
+    let stamp = venv.join("requirements.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(requirements) {
+        return Ok(());
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(venv)
+            .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    let wanted = venv.join("requirements.wanted.txt");
+    std::fs::write(&wanted, requirements)
+        .map_err(|e| format!("cannot write {}: {e}", wanted.display()))?;
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&wanted))?;
+    std::fs::rename(&wanted, &stamp).map_err(|e| {
+        format!(
+            "cannot rename {} to {}: {e}",
+            wanted.display(),
+            stamp.display()
+        )
+    })
+}
+
+/// The interop clients: the pinned PyPI packages of `tests/interop/requirements.txt` in a
+/// venv, and the pinned npm packages.
 fn setup_interop() -> Result<(), String> {
     let root = root();
     let requirements = root.join("tests/interop/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements)
         .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
-    let venv = target_dir().join("interop/venv");
-    let stamp = venv.join("requirements.txt");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        if venv.exists() {
-            std::fs::remove_dir_all(&venv)
-                .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
-        }
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements))?;
-        copy(&requirements, &stamp)?;
-    }
+    python_venv(&target_dir().join("interop/venv"), &wanted)?;
     // The SDK clients, and MCP Inspector with the Node 22 it needs.
     for folder in ["tests/interop/node", "tests/interop/inspector"] {
         let folder = root.join(folder);
@@ -297,6 +314,16 @@ fn ensure_promtool() -> Result<(), String> {
         run(Command::new("apt-get").args(["update", "-q"]))?;
         install()
     })
+}
+
+/// `kubernetes-validate`, which checks `deploy/kubernetes/` against the Kubernetes JSON
+/// schemas (`tests/all/deploy.rs`). The schemas ship inside the package, so the check
+/// itself needs no network.
+fn ensure_kubernetes_validate() -> Result<(), String> {
+    python_venv(
+        &target_dir().join("deploy/venv"),
+        "kubernetes-validate==1.37.0\n",
+    )
 }
 
 fn run_tests(args: &[String]) -> Result<(), String> {
