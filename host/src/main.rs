@@ -28,6 +28,7 @@ const EXIT_CONFIG: u8 = 2;
 mod cli_http;
 mod doctor_cli;
 mod keys_cli;
+mod migrate_cli;
 mod plugins_cli;
 mod reload_cli;
 
@@ -55,6 +56,11 @@ enum Command {
         /// An API key (reader or above) for the keyed checks.
         #[arg(long, env = "WAYGATE_KEY", hide_env_values = true)]
         key: Option<String>,
+    },
+    /// Convert another product's configuration into a Waygate directory.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate_cli::MigrateCommand,
     },
     /// Sign plugin packages and check their signatures (Ed25519).
     Plugins {
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
                 }
             },
         ),
+        Command::Migrate { command } => migrate_cli::run(command),
         Command::Plugins { command } => finish(plugins_cli::run(command)),
         Command::Reload { bind, config, key } => with_config(
             Overrides {

@@ -10,6 +10,7 @@ mod interop;
 mod limits;
 mod mcp;
 mod metrics;
+mod migrate;
 mod oauth;
 mod operations;
 mod otel;
