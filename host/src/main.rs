@@ -79,11 +79,16 @@ enum Command {
         #[arg(long, env = "WAYGATE_KEY", hide_env_values = true)]
         key: String,
     },
-    /// Manage API keys in the database of --data (a running server follows at once).
+    /// Manage API keys in the database of --data or --database-url (a running server
+    /// follows at once).
     Keys {
         /// Data directory holding the database [env: WAYGATE_DATA] [default: data].
         #[arg(long, global = true)]
         data: Option<PathBuf>,
+        /// PostgreSQL database shared by replicas, instead of --data's SQLite file
+        /// [env: WAYGATE_DATABASE_URL].
+        #[arg(long, global = true)]
+        database_url: Option<String>,
         /// Config file [env: WAYGATE_CONFIG].
         #[arg(long, global = true)]
         config: Option<PathBuf>,
@@ -101,6 +106,10 @@ enum Command {
         /// Data directory: database and compiled cache [env: WAYGATE_DATA] [default: data].
         #[arg(long)]
         data: Option<PathBuf>,
+        /// PostgreSQL database shared by replicas, instead of the SQLite file in --data
+        /// [env: WAYGATE_DATABASE_URL].
+        #[arg(long)]
+        database_url: Option<String>,
         /// Config file [env: WAYGATE_CONFIG].
         #[arg(long)]
         config: Option<PathBuf>,
@@ -142,26 +151,23 @@ fn main() -> ExitCode {
         ),
         Command::Keys {
             data,
+            database_url,
             config,
             command,
         } => with_config(
             Overrides {
                 config,
                 data,
+                database_url,
                 ..Overrides::default()
             },
-            |config| {
-                finish(
-                    Store::open(&config.database_path())
-                        .map_err(anyhow::Error::from)
-                        .and_then(|store| keys_cli::run(&store, command)),
-                )
-            },
+            |config| finish(open_store(&config).and_then(|store| keys_cli::run(&store, command))),
         ),
         Command::Serve {
             bind,
             plugins,
             data,
+            database_url,
             config,
             cache_dir,
             log,
@@ -171,12 +177,22 @@ fn main() -> ExitCode {
                 bind,
                 plugins,
                 data,
+                database_url,
                 cache_dir,
                 log,
             },
             run_server,
         ),
     }
+}
+
+/// The database `config` names: PostgreSQL when a URL is set, else the SQLite file in the
+/// data directory.
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(match &config.database_url {
+        Some(url) => Store::connect(url.expose())?,
+        None => Store::open(&config.database_path())?,
+    })
 }
 
 /// The exit code of a CLI command, its error reported on standard error.
@@ -227,6 +243,10 @@ fn run_server(config: Config) -> ExitCode {
     {
         eprintln!("waygate: the last spans were not exported: {e}");
     }
+    // Everything that must reach the database did so inside `serve`; what is left on the
+    // blocking pool (a plugin still compiling when a signal stopped the start) is dropped
+    // rather than waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -270,15 +290,15 @@ fn show_first_admin_key(config: &Config, created: &auth::CreatedKey) -> anyhow::
 /// once ([`show_first_admin_key`]), never written into the log.
 fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now();
-    let has_admin = store.keys()?.iter().any(|k| {
+    let usable_admin = |k: &waygate::store::StoredKey| {
         k.active
             && k.role == Role::Admin.as_str()
             && k.expires_at
                 .as_deref()
                 .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
                 .is_none_or(|at| at > now)
-    });
-    if has_admin {
+    };
+    if store.keys()?.iter().any(usable_admin) {
         return Ok(());
     }
     let spec = KeySpec {
@@ -289,16 +309,19 @@ fn ensure_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
     };
     match &config.admin_key {
         Some(key) => {
-            auth::create_key(store, &spec, Some(key.expose())).map_err(|e| {
-                if e.contains("UNIQUE") {
-                    anyhow::anyhow!(
+            if let Err(e) = auth::create_key(store, &spec, Some(key.expose())) {
+                // The same key may be stored already: another replica on the same
+                // database made it a moment ago (fine), or it was revoked or expired.
+                let digest = auth::keys::digest_hex(key.expose());
+                return match store.keys()?.iter().find(|k| k.key_hash == digest) {
+                    Some(stored) if usable_admin(stored) => Ok(()),
+                    Some(_) => Err(anyhow::anyhow!(
                         "WAYGATE_ADMIN_KEY names a key that was revoked or has expired: \
                          set it to a new key, or unset it to have one created"
-                    )
-                } else {
-                    anyhow::anyhow!("WAYGATE_ADMIN_KEY: {e}")
-                }
-            })?;
+                    )),
+                    None => Err(anyhow::anyhow!("WAYGATE_ADMIN_KEY: {e}")),
+                };
+            }
             tracing::info!("created the first admin key from WAYGATE_ADMIN_KEY");
         }
         None => {
@@ -401,7 +424,7 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
     let hangups = hangup_signals();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = Arc::new(Store::open(&config.database_path())?);
+    let store = Arc::new(open_store(&config)?);
     let runtime = Arc::new(Runtime::new(
         &config.limits,
         Some(config.cache_dir.clone()),
@@ -480,6 +503,7 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
     };
     let state = Arc::new(AppState::new(service, admission));
     reload_on_sighup(state.clone(), hangups);
+    follow_peer_reloads(state.clone(), state.service.store.reload_notices());
     if let Some(loaded) = packages_before_load {
         watch_plugins(state.clone(), config.plugins_dir.clone(), loaded);
     }
@@ -512,7 +536,7 @@ fn reload_on_sighup(state: Arc<AppState>, hangups: Option<tokio::signal::unix::S
     };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match http::reload(&state).await {
+            match http::reload(&state, http::ReloadOrigin::Here).await {
                 Ok(report) => tracing::info!(
                     loaded = report.loaded.len(),
                     failed = report.failed.len(),
@@ -526,6 +550,44 @@ fn reload_on_sighup(state: Arc<AppState>, hangups: Option<tokio::signal::unix::S
 
 #[cfg(not(unix))]
 fn reload_on_sighup(_: Arc<AppState>, _: Option<()>) {}
+
+/// Repeats the reloads other replicas on the same PostgreSQL database announce, so every
+/// replica serves what the plugins directory holds; nothing to follow with SQLite.
+fn follow_peer_reloads(
+    state: Arc<AppState>,
+    notices: Option<tokio::sync::mpsc::Receiver<waygate::store::ReloadNotice>>,
+) {
+    /// Tries while a reload of this server's own runs: the peer's change may be newer.
+    const ATTEMPTS: u32 = 40;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+    let Some(mut notices) = notices else {
+        return;
+    };
+    tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            for attempt in 1..=ATTEMPTS {
+                let result = match &notice.plugin {
+                    Some(name) => http::reload_plugin(&state, name, http::ReloadOrigin::Peer)
+                        .await
+                        .map(|_| ()),
+                    None => http::reload(&state, http::ReloadOrigin::Peer)
+                        .await
+                        .map(|_| ()),
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(plugin = ?notice.plugin, "reloaded as another replica did");
+                        break;
+                    }
+                    Err(error) if attempt == ATTEMPTS => {
+                        tracing::warn!(%error, plugin = ?notice.plugin, "another replica's reload not repeated");
+                    }
+                    Err(_) => tokio::time::sleep(PAUSE).await,
+                }
+            }
+        }
+    });
+}
 
 /// How often the plugins directory is looked at, when watched.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -549,7 +611,7 @@ fn watch_plugins(state: Arc<AppState>, dir: std::path::PathBuf, loaded: u64) {
             if now == loaded {
                 settling = None;
             } else if settling == Some(now) {
-                match http::reload(&state).await {
+                match http::reload(&state, http::ReloadOrigin::Here).await {
                     Ok(report) => {
                         loaded = now;
                         tracing::info!(

@@ -4,7 +4,8 @@
 //! output.
 
 use crate::support::{
-    ADMIN_KEY, HttpResponse, TestEnv, TestServer, blocking_request, keys_cli, spawn_binary,
+    ADMIN_KEY, HttpResponse, TestEnv, TestServer, blocking_request, eventually, keys_cli,
+    spawn_binary,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -275,17 +276,6 @@ async fn a_session_belongs_to_the_key_that_opened_it() {
 }
 
 /// Polls until `check` holds, for at most two refresh intervals and then some.
-fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn the_keys_cli_changes_a_running_server_at_once_and_no_key_leaks() {
     let data = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ mod otel;
 mod outbound;
 mod plugins;
 mod reload;
+mod replicas;
 mod shutdown;
 mod signatures;
 mod store;

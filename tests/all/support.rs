@@ -848,14 +848,20 @@ pub fn spawn_waygate(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Binary 
     };
     // Up to a minute: a start that compiles its plugins takes seconds on a busy machine.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut scanned = 0;
     loop {
-        let listening = binary
-            .log
-            .lock()
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["message"] == "waygate listening");
+        // Only the lines added since the last look: a debug log runs to megabytes.
+        let listening = {
+            let log = binary.log.lock().unwrap();
+            let fresh = &log[scanned..];
+            let complete = fresh.rfind('\n').map_or(0, |end| end + 1);
+            scanned += complete;
+            fresh[..complete]
+                .lines()
+                .filter(|l| l.contains("waygate listening"))
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["message"] == "waygate listening")
+        };
         if let Some(line) = listening {
             binary.addr = line["bind"].as_str().expect("bind").to_owned();
             return binary;
@@ -867,5 +873,88 @@ pub fn spawn_waygate(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Binary 
             binary.log.lock().unwrap()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The PostgreSQL server of this test run (`WAYGATE_TEST_POSTGRES_URL`): superuser
+/// `waygate` on its `postgres` database. `cargo xtask test` installs PostgreSQL and starts a
+/// throwaway server for the run; without one, a test that needs it fails rather than skip.
+pub fn postgres_url() -> String {
+    std::env::var("WAYGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "WAYGATE_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server; run the \
+             tests with `cargo xtask test`, which installs PostgreSQL and starts one"
+        )
+    })
+}
+
+/// A new, empty database on [`postgres_url`]'s server, unique to this call; returns its
+/// URL. Created with the `psql` client (which comes with the server's package), so it blocks
+/// for a moment; the databases go with the throwaway server at the end of the run.
+pub fn fresh_postgres_database() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let url = postgres_url();
+    // The pid and counter are unique within a run; the clock's nanoseconds guard against a
+    // server that outlived an earlier process with the same pid.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    let name = format!(
+        "waygate_test_{}_{}_{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos & 0xf_ffff
+    );
+    let output = std::process::Command::new(psql_binary())
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!("--dbname={url}"))
+        .arg("-c")
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("run psql (the postgresql-client package)");
+    assert!(
+        output.status.success(),
+        "psql could not create database {name} on {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The same scheme, user, host and port (and query, if any), with the new database as
+    // the path.
+    let authority_at = url.find("://").map_or(0, |at| at + 3);
+    let path_at = url[authority_at..]
+        .find(['/', '?'])
+        .map_or(url.len(), |at| authority_at + at);
+    let query = url[path_at..]
+        .find('?')
+        .map_or("", |at| &url[path_at + at..]);
+    format!("{}/{name}{query}", &url[..path_at])
+}
+
+/// `psql` of the newest PostgreSQL in Debian's layout (`/usr/lib/postgresql/<major>/bin`),
+/// where `cargo xtask test` found the server; else whichever `psql` is on `PATH`.
+fn psql_binary() -> PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let psql = entry.path().join("bin/psql");
+            psql.is_file().then_some((major, psql))
+        })
+        .max_by_key(|(major, _)| *major)
+        .map_or_else(|| PathBuf::from("psql"), |(_, psql)| psql)
+}
+
+/// Waits up to 5 s for `check` to hold, looking every 50 ms; fails naming `what` if it
+/// never does.
+pub fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within 5 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

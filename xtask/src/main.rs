@@ -5,8 +5,10 @@
 //!   into `target/plugins/<name>/` and `target/test-plugins/`.
 //! - `cargo xtask run [-- serve flags]`: builds the plugins and runs the server in release mode.
 //! - `cargo xtask test`: builds the plugins once, sets up the interop clients, `promtool`
-//!   (Debian's `prometheus` package, with apt-get) and `kubernetes-validate` (a venv in
-//!   `target/deploy/venv`), then runs every test of both workspaces.
+//!   (Debian's `prometheus` package, with apt-get), `kubernetes-validate` (a venv in
+//!   `target/deploy/venv`) and PostgreSQL (Debian's `postgresql` package), starts a private
+//!   throwaway PostgreSQL cluster on 127.0.0.1 (`WAYGATE_TEST_POSTGRES_URL` tells the tests
+//!   where), then runs every test of both workspaces and stops and removes the cluster.
 //! - `cargo xtask interop`: sets up the interop clients only: the official MCP SDKs for
 //!   Python (a venv in `target/interop/venv`) and TypeScript (`tests/interop/node`), and
 //!   MCP Inspector (`tests/interop/inspector`).
@@ -24,6 +26,7 @@ mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Instant;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -40,7 +43,12 @@ fn main() -> ExitCode {
             .and_then(|_| setup_interop())
             .and_then(|()| ensure_promtool())
             .and_then(|()| ensure_kubernetes_validate())
-            .and_then(|()| run_tests(rest)),
+            .and_then(|()| ensure_postgres())
+            .and_then(|bin| {
+                // Stopped and removed when dropped: after the tests, pass or fail.
+                let postgres = TestPostgres::start(&bin)?;
+                run_tests(rest, &[("WAYGATE_TEST_POSTGRES_URL", postgres.url())])
+            }),
         "interop" => setup_interop(),
         "sign" => match rest {
             [key] => build_plugins().and_then(|plugins| sign_plugins(&plugins, key)),
@@ -326,7 +334,309 @@ fn ensure_kubernetes_validate() -> Result<(), String> {
     )
 }
 
-fn run_tests(args: &[String]) -> Result<(), String> {
+/// The directory of a PostgreSQL server's binaries where Debian's packages put them,
+/// `/usr/lib/postgresql/<major>/bin`: the newest major version whose `postgres` is there.
+fn postgres_bin_dir() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("postgres").is_file().then_some((major, bin))
+        })
+        .max_by_key(|(major, _)| *major)
+        .map(|(_, bin)| bin)
+}
+
+/// A PostgreSQL server for the store's PostgreSQL tests, from Debian's `postgresql` package
+/// when none is installed (root, apt-get, lists refreshed only on failure, as for
+/// `promtool`); returns the directory of its binaries. The package's postinst may create
+/// and start a default cluster on port 5432: the tests neither use nor touch it, they get a
+/// private one from [`TestPostgres`].
+fn ensure_postgres() -> Result<PathBuf, String> {
+    if let Some(bin) = postgres_bin_dir() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: no PostgreSQL server in /usr/lib/postgresql/*/bin: installing Debian's postgresql package"
+    );
+    let install = || {
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends", "postgresql"]))
+    };
+    install().or_else(|_| {
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        install()
+    })?;
+    postgres_bin_dir().ok_or_else(|| {
+        "the postgresql package is installed, yet no /usr/lib/postgresql/*/bin/postgres".to_owned()
+    })
+}
+
+/// A private, throwaway PostgreSQL cluster for one test run: a fresh `initdb`, superuser
+/// `waygate` without a password, a server on 127.0.0.1 and a free port. Stopped, and its
+/// directory removed, when dropped.
+///
+/// Where: `target/postgres/<xtask's pid>`, with the rest of the build's state (and gone
+/// with `cargo clean`); but `/tmp/waygate-postgres-<pid>` when the `postgres` user cannot
+/// reach the target directory (a checkout in a home directory with mode 0700, say) or the
+/// Unix socket's path would not fit its 107 bytes there. A directory of either kind whose
+/// xtask no longer runs is left from an interrupted run (Ctrl-C does not reach the server,
+/// which `pg_ctl` starts in its own session): its server is stopped and it is removed
+/// first.
+///
+/// Root: `initdb` and `postgres` refuse to run as root, so as root (CI) every PostgreSQL
+/// command runs as the `postgres` system user the Debian package creates (`runuser -u
+/// postgres --`) and the cluster's directory is given to that user; `initdb` makes the data
+/// directory inside it, owned by `postgres` with mode 0700.
+struct TestPostgres {
+    bin: PathBuf,
+    /// Holds `data/`, `server.log` and the server's Unix socket.
+    dir: PathBuf,
+    as_postgres: bool,
+    port: u16,
+}
+
+impl TestPostgres {
+    fn start(bin: &Path) -> Result<Self, String> {
+        let as_postgres = id(&["-u"]) == Some(0);
+        remove_stale_clusters(bin, as_postgres);
+        // From here on, dropping `cluster` (a failure below) removes the directory.
+        let mut cluster = Self {
+            bin: bin.to_owned(),
+            dir: cluster_dir(as_postgres)?,
+            as_postgres,
+            port: 0,
+        };
+        let data = cluster.dir.join("data");
+        eprintln!(
+            "xtask: creating a throwaway PostgreSQL cluster in {}",
+            data.display()
+        );
+        let started = Instant::now();
+        let mut initdb = cluster.command("initdb");
+        initdb.arg("-D").arg(&data).args([
+            // No password: pg_hba.conf then trusts the Unix socket and TCP from the loopback
+            // addresses only, and the server listens on 127.0.0.1 only.
+            "--auth=trust",
+            "--username=waygate",
+            "--encoding=UTF8",
+            "--locale=C",
+            // Throwaway: no need to flush the new files to disk.
+            "--no-sync",
+        ]);
+        let output = initdb
+            .output()
+            .map_err(|e| format!("cannot start {initdb:?}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{initdb:?} failed with {}:\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let initdb_time = started.elapsed();
+
+        cluster.port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .map_err(|e| format!("cannot find a free port: {e}"))?;
+        // pg_ctl hands `-o` to the server through `sh -c`, hence the quoted socket directory.
+        // fsync, synchronous commits and full-page writes off: the cluster lives for one
+        // test run and is never recovered after a crash, so durability only costs time.
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k '{}' -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            cluster.port,
+            cluster.dir.to_string_lossy().replace('\'', r"'\''")
+        );
+        let started = Instant::now();
+        let result = run(cluster
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(cluster.log())
+            .args(["-w", "-t", "60", "-o", &options, "start"]));
+        if let Err(message) = result {
+            return Err(format!(
+                "{message}\nxtask: the server log, {}:\n{}",
+                cluster.log().display(),
+                std::fs::read_to_string(cluster.log()).unwrap_or_default()
+            ));
+        }
+        eprintln!(
+            "xtask: PostgreSQL ready at {} (initdb {:.1} s, start {:.1} s)",
+            cluster.url(),
+            initdb_time.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(cluster)
+    }
+
+    /// Superuser `waygate` on the `postgres` database; the tests make their own databases.
+    fn url(&self) -> String {
+        format!("postgres://waygate@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        postgres_command(&self.bin, program, self.as_postgres, &self.dir)
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            eprintln!("xtask: stopping the PostgreSQL test cluster");
+            let stop = |mode| {
+                run(self
+                    .command("pg_ctl")
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-m", mode, "-w", "stop"]))
+            };
+            if let Err(message) = stop("fast").or_else(|_| stop("immediate")) {
+                eprintln!(
+                    "xtask: {message}\nxtask: the server log:\n{}",
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                );
+            }
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => eprintln!("xtask: removed {}", self.dir.display()),
+            Err(e) => eprintln!("xtask: cannot remove {}: {e}", self.dir.display()),
+        }
+    }
+}
+
+/// A PostgreSQL binary of `bin`, run as the `postgres` user if `as_postgres`, in `dir` (the
+/// `postgres` user may not be allowed into the current directory).
+fn postgres_command(bin: &Path, program: &str, as_postgres: bool, dir: &Path) -> Command {
+    let mut command = if as_postgres {
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join(program));
+        command
+    } else {
+        Command::new(bin.join(program))
+    };
+    command.current_dir(dir);
+    command
+}
+
+/// A fresh, empty directory for [`TestPostgres`] (see there for where and why), owned by
+/// the `postgres` user if `as_postgres`.
+fn cluster_dir(as_postgres: bool) -> Result<PathBuf, String> {
+    let pid = std::process::id();
+    let candidates = [
+        target_dir().join("postgres").join(pid.to_string()),
+        PathBuf::from(format!("/tmp/waygate-postgres-{pid}")),
+    ];
+    for dir in candidates {
+        if dir.join(".s.PGSQL.65535").as_os_str().len() > 107 {
+            eprintln!(
+                "xtask: {} is too long a path for PostgreSQL's Unix socket",
+                dir.display()
+            );
+            continue;
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        // Not create_dir_all: fails rather than reuse what is there, a symlink included.
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if !as_postgres {
+            return Ok(dir);
+        }
+        let (Some(uid), Some(gid)) = (id(&["-u", "postgres"]), id(&["-g", "postgres"])) else {
+            let _ = std::fs::remove_dir(&dir);
+            return Err("no `postgres` user, which the postgresql package creates".to_owned());
+        };
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to the postgres user: {e}", dir.display()))?;
+        let reachable = Command::new("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        if reachable {
+            return Ok(dir);
+        }
+        eprintln!(
+            "xtask: the postgres user cannot reach {}; trying elsewhere",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Err("found no directory the PostgreSQL test cluster can live in".to_owned())
+}
+
+/// Stops the servers of, and removes, the cluster directories of earlier runs whose xtask
+/// process is gone (or whose pid is ours again).
+fn remove_stale_clusters(bin: &Path, as_postgres: bool) {
+    let mut stale = Vec::new();
+    for (parent, prefix) in [
+        (target_dir().join("postgres"), ""),
+        (PathBuf::from("/tmp"), "waygate-postgres-"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let pid = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.strip_prefix(prefix)?.parse::<u32>().ok());
+            let Some(pid) = pid else {
+                continue;
+            };
+            let running = Path::new("/proc").join(pid.to_string()).exists();
+            if pid == std::process::id() || !running {
+                stale.push(entry.path());
+            }
+        }
+    }
+    for dir in stale {
+        eprintln!(
+            "xtask: removing the PostgreSQL test cluster of an earlier run, {}",
+            dir.display()
+        );
+        let data = dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            let _ = postgres_command(bin, "pg_ctl", as_postgres, &dir)
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+        }
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            eprintln!("xtask: cannot remove {}: {e}", dir.display());
+        }
+    }
+}
+
+/// What `id ARGS` prints, as a number: `id -u` is the current user's id, `id -u postgres`
+/// that user's.
+fn id(args: &[&str]) -> Option<u32> {
+    let output = Command::new("id").args(args).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// `env` is added to the environment of the workspace's tests.
+fn run_tests(args: &[String], env: &[(&str, String)]) -> Result<(), String> {
     let root = root();
     // The example plugins' own unit tests run on the host target.
     run(cargo()
@@ -339,6 +649,7 @@ fn run_tests(args: &[String]) -> Result<(), String> {
     run(cargo()
         .current_dir(&root)
         .env("WAYGATE_INTEROP", "required")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["test", "--workspace"])
         .args(args))
 }

@@ -555,12 +555,6 @@ fn new_key(spec: &KeySpec<'_>, given: Option<&str>) -> Result<(String, KeyFields
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Arc<Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        (dir, store)
-    }
-
     #[test]
     fn roles_order_and_route_table() {
         assert!(Role::Admin > Role::Caller && Role::Caller > Role::Reader);
@@ -586,7 +580,13 @@ mod tests {
 
     #[test]
     fn keys_authenticate_expire_and_revoke() {
-        let (_dir, store) = store();
+        for test_store in crate::store::each_backend() {
+            keys_authenticate_expire_and_revoke_in(&test_store);
+        }
+    }
+
+    fn keys_authenticate_expire_and_revoke_in(test_store: &crate::store::TestStore) {
+        let store = test_store.store.clone();
         let plugins = vec!["echo".to_owned()];
         let spec = KeySpec {
             name: "ci",
@@ -609,8 +609,8 @@ mod tests {
             ..spec.clone()
         };
         let old = create_key(&store, &expired, None).unwrap();
-        // Another connection (the CLI) revokes the first key.
-        let cli = Store::open(&_dir.path().join("db")).unwrap();
+        // Another connection (the CLI, another replica) revokes the first key.
+        let cli = test_store.open_again();
         assert!(cli.revoke_key(created.id).unwrap());
         ring.refresh().unwrap();
         assert_eq!(ring.authenticate(&created.key), Err(AuthError::Invalid));

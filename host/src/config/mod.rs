@@ -160,8 +160,11 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Directory of plugin packages (one sub-directory with `plugin.toml` each).
     pub plugins_dir: PathBuf,
-    /// Directory of the database and, by default, the compiled-component cache.
+    /// Directory of the SQLite database and, by default, the compiled-component cache.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by replicas (`postgres://user:password@host/db`),
+    /// instead of the SQLite file in [`Config::data_dir`]. `Debug` hides the password.
+    pub database_url: Option<Secret>,
     /// Directory of compiled components; belongs to the host alone.
     pub cache_dir: PathBuf,
     /// Whether a change in the plugins directory reloads the plugins by itself.
@@ -212,6 +215,8 @@ pub struct Overrides {
     pub plugins: Option<PathBuf>,
     /// `--data`.
     pub data: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
     /// `--cache-dir`.
     pub cache_dir: Option<PathBuf>,
     /// `--log`.
@@ -247,6 +252,7 @@ pub enum ConfigError {
 struct FileConfig {
     server: ServerSection,
     paths: PathsSection,
+    database: DatabaseSection,
     log: LogSection,
     auth: AuthSection,
     rate_limits: RateLimitConfig,
@@ -362,6 +368,12 @@ struct PathsSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+struct DatabaseSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct LogSection {
     level: Option<String>,
     format: Option<String>,
@@ -420,6 +432,23 @@ pub fn load(
         .or_else(|| env("WAYGATE_CACHE_DIR"))
         .or(path_of(file.paths.cache))
         .map_or_else(|| data_dir.join("cache"), PathBuf::from);
+    let database_url = overrides
+        .database_url
+        .clone()
+        .or_else(|| env("WAYGATE_DATABASE_URL"))
+        .or(file.database.url)
+        .filter(|url| !url.trim().is_empty());
+    if let Some(url) = &database_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::Invalid {
+            key: "database.url (WAYGATE_DATABASE_URL, --database-url)".to_owned(),
+            // Only the scheme: the rest may hold a password.
+            value: url.split("://").next().unwrap_or_default().to_owned(),
+            allowed: "a postgres:// URL, or nothing for the SQLite file in the data directory"
+                .to_owned(),
+        });
+    }
     let watch_plugins = match env("WAYGATE_WATCH_PLUGINS").as_deref() {
         Some("on") => true,
         Some("off") => false,
@@ -659,6 +688,7 @@ pub fn load(
         allowed_origins,
         plugins_dir,
         data_dir,
+        database_url: database_url.map(Secret),
         cache_dir,
         watch_plugins,
         trusted_keys,
@@ -763,6 +793,37 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/env"));
         assert_eq!(config.plugins_dir, PathBuf::from("/file-plugins"));
         assert_eq!(config.limits.plugin.fuel, 42);
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_never_shows_its_password() {
+        assert_eq!(
+            load(&Overrides::default(), env(&[])).unwrap().database_url,
+            None
+        );
+        let url = "postgres://waygate:s3cret@db:5432/waygate";
+        let config = load(&Overrides::default(), env(&[("WAYGATE_DATABASE_URL", url)])).unwrap();
+        assert_eq!(config.database_url.as_ref().map(Secret::expose), Some(url));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let flag = Overrides {
+            database_url: Some("postgresql://other/db".into()),
+            ..Overrides::default()
+        };
+        let config = load(&flag, env(&[("WAYGATE_DATABASE_URL", url)])).unwrap();
+        assert_eq!(
+            config.database_url.as_ref().map(Secret::expose),
+            Some("postgresql://other/db")
+        );
+        let err = load(
+            &Overrides::default(),
+            env(&[("WAYGATE_DATABASE_URL", "mysql://root:hunter2@db/w")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("WAYGATE_DATABASE_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]

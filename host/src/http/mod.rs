@@ -232,15 +232,33 @@ impl AppState {
     }
 }
 
-/// Reloads the plugins and tells every open notification stream what changed. Used by
-/// `POST /plugins/reload` and by SIGHUP.
+/// Who asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOrigin {
+    /// This server: an operator, SIGHUP, the directory watcher. Replicas sharing its
+    /// PostgreSQL database hear of it and reload too.
+    Here,
+    /// Another replica's announcement: repeated here, announced to no one (or replicas
+    /// would echo each other's reloads forever).
+    Peer,
+}
+
+/// Reloads the plugins and tells every open notification stream what changed, and, for a
+/// reload asked for [`ReloadOrigin::Here`], the other replicas. Used by
+/// `POST /plugins/reload`, SIGHUP, the watcher and the peers' announcements.
 ///
 /// # Errors
 ///
 /// [`ReloadInProgress`] while another reload runs.
-pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadInProgress> {
+pub async fn reload(
+    state: &AppState,
+    origin: ReloadOrigin,
+) -> Result<ReloadReport, ReloadInProgress> {
     let report = state.service.reload().await?;
     announce(state, &report);
+    if origin == ReloadOrigin::Here {
+        tell_peers(state, None).await;
+    }
     Ok(report)
 }
 
@@ -252,12 +270,28 @@ pub async fn reload(state: &AppState) -> Result<ReloadReport, ReloadInProgress> 
 pub async fn reload_plugin(
     state: &AppState,
     name: &str,
+    origin: ReloadOrigin,
 ) -> Result<Option<ReloadReport>, ReloadInProgress> {
     let report = state.service.reload_plugin(name).await?;
     if let Some(report) = &report {
         announce(state, report);
+        if origin == ReloadOrigin::Here {
+            tell_peers(state, Some(name)).await;
+        }
     }
     Ok(report)
+}
+
+/// Announces a reload to the replicas on the same database. A failure is logged, not
+/// returned: the reload here stands, and the others catch up at their next one.
+async fn tell_peers(state: &AppState, plugin: Option<&str>) {
+    let store = state.service.store.clone();
+    let plugin = plugin.map(str::to_owned);
+    match tokio::task::spawn_blocking(move || store.announce_reload(plugin.as_deref())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "cannot tell the other replicas of a reload"),
+        Err(error) => tracing::warn!(%error, "cannot tell the other replicas of a reload"),
+    }
 }
 
 /// Tells every open notification stream which lists a reload changed.

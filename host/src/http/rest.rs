@@ -102,14 +102,14 @@ pub(super) async fn route(
         )),
         ("/plugins", &Method::GET) => list_plugins(state, parts, principal),
         ("/plugins/reload", &Method::POST) => {
-            let report = super::reload(state)
+            let report = super::reload(state, super::ReloadOrigin::Here)
                 .await
                 .map_err(|busy| ApiError::conflict(busy.to_string()))?;
             ok(&reload_json(state, &report))
         }
         ("/plugins/{name}/reload", &Method::POST) => {
             let name = plugin_segment(path);
-            let report = super::reload_plugin(state, name)
+            let report = super::reload_plugin(state, name, super::ReloadOrigin::Here)
                 .await
                 .map_err(|busy| ApiError::conflict(busy.to_string()))?
                 .ok_or_else(|| ApiError::not_found(format!("unknown plugin {name:?}")))?;
@@ -404,9 +404,11 @@ async fn switch_plugin(state: &AppState, name: &str, disable: bool) -> Answer {
         .await
         .map_err(|e| ApiError::internal("", &e))?
         .map_err(|e| ApiError::unavailable(format!("database: {e}")))?;
-    let report = super::reload(state).await.map_err(|busy| {
-        ApiError::conflict(format!("{busy}; the change applies at the next reload"))
-    })?;
+    let report = super::reload(state, super::ReloadOrigin::Here)
+        .await
+        .map_err(|busy| {
+            ApiError::conflict(format!("{busy}; the change applies at the next reload"))
+        })?;
     let registry = state.service.registry();
     let status = if registry.disabled().iter().any(|(n, _)| n == name) {
         "disabled"

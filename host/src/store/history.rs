@@ -3,7 +3,7 @@
 //! Owns: [`HistoryWriter`], [`CommandRecord`]. Never: makes a request wait for the database.
 //! Limits: [`crate::config::Limits::command_history_rows`]; a queue of [`QUEUE_CAPACITY`].
 
-use super::{Error, Store};
+use super::{Error, Store, sqlite_or};
 use rusqlite::params;
 use serde::Serialize;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ impl Store {
     ///
     /// [`Error::Sql`]; the transaction then changed nothing.
     pub fn insert_commands(&self, records: &[CommandRecord], keep_rows: u64) -> Result<(), Error> {
-        let mut conn = self.conn();
+        let mut conn = sqlite_or!(self, pg => pg.insert_commands(records, keep_rows));
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -130,7 +130,7 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<CommandRow>, u64), Error> {
-        let conn = self.conn();
+        let conn = sqlite_or!(self, pg => pg.command_history(offset, limit));
         let total: i64 =
             conn.query_row("SELECT COUNT(*) FROM command_history", [], |r| r.get(0))?;
         let mut select = conn.prepare_cached(
@@ -323,8 +323,12 @@ mod tests {
 
     #[tokio::test]
     async fn batches_are_written_pruned_and_read_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        for crate::store::TestStore { backend, store, .. } in crate::store::each_backend() {
+            batches_are_written_pruned_and_read_newest_first_in(backend, store).await;
+        }
+    }
+
+    async fn batches_are_written_pruned_and_read_newest_first_in(backend: &str, store: Arc<Store>) {
         let writer = HistoryWriter::start(store.clone(), 5);
         for n in 0..8 {
             writer.record(record(n));
@@ -332,11 +336,21 @@ mod tests {
         writer.close().await;
         assert_eq!(writer.written(), 8);
         let (rows, total) = store.command_history(0, 3).unwrap();
-        assert_eq!(total, 5, "pruned to keep_rows");
+        assert_eq!(total, 5, "{backend}: pruned to keep_rows");
         let commands: Vec<_> = rows.iter().map(|r| r.record.command.as_str()).collect();
-        assert_eq!(commands, ["echo__echo7", "echo__echo6", "echo__echo5"]);
+        assert_eq!(
+            commands,
+            ["echo__echo7", "echo__echo6", "echo__echo5"],
+            "{backend}"
+        );
+        assert_eq!(rows[0].record.duration_ms, Some(7), "{backend}");
+        assert_eq!(
+            rows[0].record.request_id.as_deref(),
+            Some("req_7"),
+            "{backend}"
+        );
         let (rows, _) = store.command_history(3, 10).unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 2, "{backend}");
         writer.record(record(9));
         assert_eq!(writer.dropped(), 1, "a closed writer counts what it drops");
     }

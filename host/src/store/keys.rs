@@ -1,6 +1,6 @@
 //! `api_keys`: hashed keys with their role, plugin allow-list, expiry and use.
 
-use super::{Error, Store};
+use super::{Error, Store, sqlite_or};
 use rusqlite::{OptionalExtension, params};
 
 /// A stored key: everything but the key itself, which is never stored.
@@ -100,7 +100,8 @@ impl Store {
     ///
     /// [`Error::Sql`], e.g. for a hash already present.
     pub fn insert_key(&self, key: &NewKey<'_>) -> Result<i64, Error> {
-        insert(&self.conn(), key)
+        let conn = sqlite_or!(self, pg => pg.insert_key(key));
+        insert(&conn, key)
     }
 
     /// Every key, active or not, oldest first.
@@ -109,7 +110,7 @@ impl Store {
     ///
     /// [`Error::Sql`].
     pub fn keys(&self) -> Result<Vec<StoredKey>, Error> {
-        let conn = self.conn();
+        let conn = sqlite_or!(self, pg => pg.keys());
         let mut select =
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))?;
         let keys = select
@@ -124,8 +125,8 @@ impl Store {
     ///
     /// [`Error::Sql`].
     pub fn key(&self, id: i64) -> Result<Option<StoredKey>, Error> {
-        Ok(self
-            .conn()
+        let conn = sqlite_or!(self, pg => pg.key(id));
+        Ok(conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
                 params![id],
@@ -141,7 +142,7 @@ impl Store {
     ///
     /// [`Error::Sql`]; nothing changed then.
     pub fn replace_key(&self, old: i64, new: &NewKey<'_>, old_until: &str) -> Result<i64, Error> {
-        let mut conn = self.conn();
+        let mut conn = sqlite_or!(self, pg => pg.replace_key(old, new, old_until));
         let tx = conn.transaction()?;
         let id = insert(&tx, new)?;
         tx.execute(
@@ -159,7 +160,8 @@ impl Store {
     ///
     /// [`Error::Sql`].
     pub fn revoke_key(&self, id: i64) -> Result<bool, Error> {
-        let changed = self.conn().execute(
+        let conn = sqlite_or!(self, pg => pg.revoke_key(id));
+        let changed = conn.execute(
             "UPDATE api_keys SET is_active = 0 WHERE id = ?1 AND is_active = 1",
             params![id],
         )?;
@@ -172,7 +174,7 @@ impl Store {
     ///
     /// [`Error::Sql`]; the transaction then changed nothing.
     pub fn touch_keys(&self, uses: &[(i64, String)]) -> Result<(), Error> {
-        let mut conn = self.conn();
+        let mut conn = sqlite_or!(self, pg => pg.touch_keys(uses));
         let tx = conn.transaction()?;
         {
             let mut update =
@@ -185,15 +187,15 @@ impl Store {
         Ok(())
     }
 
-    /// A number that changes whenever another connection (the CLI) commits a change to the
-    /// database, so a server can reload what it caches without polling the tables.
+    /// A number that changes whenever another process (the CLI, another replica) changes
+    /// the keys, so a server can reload what it caches without reading the table. SQLite:
+    /// any commit by another connection; PostgreSQL: a sequence every key change moves.
     ///
     /// # Errors
     ///
     /// [`Error::Sql`].
     pub fn data_version(&self) -> Result<i64, Error> {
-        Ok(self
-            .conn()
-            .query_row("PRAGMA data_version", [], |row| row.get(0))?)
+        let conn = sqlite_or!(self, pg => pg.data_version());
+        Ok(conn.query_row("PRAGMA data_version", [], |row| row.get(0))?)
     }
 }

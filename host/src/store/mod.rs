@@ -1,4 +1,5 @@
-//! The database: schema migrations and every SQL statement Waygate runs.
+//! The database, SQLite (a file, the default) or PostgreSQL (shared by replicas): schema
+//! migrations and every SQL statement Waygate runs, behind one blocking interface.
 //! Owns: [`Store`], [`Error`]. Never: knows about plugins' code, HTTP or the runtime; no
 //! SQL exists outside this module.
 //! Limits: [`crate::config::PluginLimits::kv_quota_bytes`] is checked here, atomically with the write.
@@ -6,10 +7,12 @@
 mod history;
 mod keys;
 mod plugins;
+mod postgres;
 
 pub use history::{CommandRecord, CommandRow, HistoryWriter, MAX_RECORDED_BYTES};
 pub use keys::{NewKey, StoredKey};
 pub use plugins::PluginState;
+pub use postgres::ReloadNotice;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
@@ -54,12 +57,59 @@ pub enum Error {
     /// A statement failed.
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A PostgreSQL statement failed.
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had in time.
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The database was migrated by a newer Waygate than this one.
+    #[error(
+        "the database schema is at version {applied}, newer than this Waygate knows ({known}): run the newer version, or restore the backup taken before the upgrade"
+    )]
+    SchemaTooNew {
+        /// The schema version the database holds.
+        applied: i32,
+        /// The newest this build knows.
+        known: i32,
+    },
+    /// The store is shutting down.
+    #[error("the database connection is closed")]
+    Closed,
 }
 
-/// The SQLite database. One connection behind a mutex: statements are short, and SQLite
-/// serialises writers anyway; WAL mode lets the CLI read while the server writes.
+/// The database. Every method blocks until the database answers: async code calls it on
+/// the blocking pool.
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
+}
+
+enum Backend {
+    /// One connection behind a mutex: statements are short, and SQLite serialises writers
+    /// anyway; WAL mode lets the CLI read while the server writes.
+    Sqlite(Mutex<Connection>),
+    /// A connection pool; see [`postgres`].
+    Postgres(Box<postgres::PgStore>),
+}
+
+/// The SQLite connection of `$store`; with PostgreSQL, returns `$pg`'s answer instead
+/// (`$pg` names the [`postgres::PgStore`] in it). Each method's body is then its SQLite
+/// implementation, beside the one line that sends it to PostgreSQL.
+macro_rules! sqlite_or {
+    ($store:expr, $pg:ident => $postgres:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(conn) => $crate::store::lock(conn),
+            $crate::store::Backend::Postgres($pg) => return $postgres,
+        }
+    };
+}
+use sqlite_or;
+
+fn lock(conn: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (statements are
+    // atomic), so a poisoned lock is still safe to use.
+    conn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Store {
@@ -85,16 +135,43 @@ impl Store {
             .to_latest(&mut conn)
             .map_err(|e| open_error(e.to_string()))?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(Mutex::new(conn)),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (statements are
-        // atomic), so a poisoned lock is still safe to use.
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host/db`)
+    /// and brings its schema up to date; replicas on the same database share keys, plugin
+    /// states, command history and the plugins' key-value stores.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] when the URL is malformed, the server cannot be reached or the
+    /// migration fails (and then changed nothing).
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        Ok(Self {
+            backend: Backend::Postgres(Box::new(postgres::PgStore::connect(url)?)),
+        })
+    }
+
+    /// Tells the other replicas on the same database that this one reloaded `plugin` (all
+    /// plugins when `None`). Nothing to tell with SQLite: it belongs to one server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] or [`Error::Pool`] when the notification cannot be sent.
+    pub fn announce_reload(&self, plugin: Option<&str>) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(pg) => pg.announce_reload(plugin),
+        }
+    }
+
+    /// The reloads other replicas announce, as they come; `None` with SQLite.
+    pub fn reload_notices(&self) -> Option<tokio::sync::mpsc::Receiver<ReloadNotice>> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(pg) => Some(pg.reload_notices()),
+        }
     }
 
     /// Runs a trivial query, for health checks.
@@ -103,7 +180,8 @@ impl Store {
     ///
     /// [`Error::Sql`] when the database does not answer.
     pub fn ping(&self) -> Result<(), Error> {
-        self.conn().query_row("SELECT 1", [], |_| Ok(()))?;
+        let conn = sqlite_or!(self, pg => pg.ping());
+        conn.query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
 
@@ -113,8 +191,8 @@ impl Store {
     ///
     /// [`Error::Sql`] when the statement fails.
     pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self
-            .conn()
+        let conn = sqlite_or!(self, pg => pg.kv_get(plugin, key));
+        Ok(conn
             .query_row(
                 "SELECT value FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
                 params![plugin, key],
@@ -145,7 +223,7 @@ impl Store {
                 needed_bytes: entry_bytes,
             });
         }
-        let mut conn = self.conn();
+        let mut conn = sqlite_or!(self, pg => pg.kv_set(plugin, key, value, quota_bytes));
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let replaced = entry_size(&tx, plugin, key)?;
         let usage = usage(&tx, plugin)?;
@@ -173,7 +251,7 @@ impl Store {
     ///
     /// [`Error::Sql`] when a statement fails.
     pub fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, Error> {
-        let mut conn = self.conn();
+        let mut conn = sqlite_or!(self, pg => pg.kv_delete(plugin, key));
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let removed_bytes = entry_size(&tx, plugin, key)?;
         let removed = tx.execute(
@@ -196,7 +274,7 @@ impl Store {
     ///
     /// [`Error::Sql`] when the statement fails.
     pub fn kv_list(&self, plugin: &str, prefix: &str, limit: u32) -> Result<Vec<String>, Error> {
-        let conn = self.conn();
+        let conn = sqlite_or!(self, pg => pg.kv_list(plugin, prefix, limit));
         let mut statement = conn.prepare_cached(
             "SELECT key FROM plugin_kv WHERE plugin = ?1 AND key >= ?2 ORDER BY key",
         )?;
@@ -247,15 +325,54 @@ fn set_usage(tx: &rusqlite::Transaction<'_>, plugin: &str, bytes: u64) -> Result
     Ok(())
 }
 
+/// A fresh store for a test, and where it lives, so the test can open a second
+/// connection to it (as the CLI or another replica would).
+#[cfg(test)]
+pub(crate) struct TestStore {
+    /// `sqlite` or `postgres`, for assertion messages.
+    pub backend: &'static str,
+    /// The store.
+    pub store: std::sync::Arc<Store>,
+    /// The SQLite file's directory, or the PostgreSQL database's URL.
+    location: Result<tempfile::TempDir, String>,
+}
+
+#[cfg(test)]
+impl TestStore {
+    /// Another, independent connection to the same database.
+    pub fn open_again(&self) -> Store {
+        match &self.location {
+            Ok(dir) => Store::open(&dir.path().join("waygate.db")).unwrap(),
+            Err(url) => Store::connect(url).unwrap(),
+        }
+    }
+}
+
+/// A fresh store on each backend, for tests that must hold on both: an SQLite file and a
+/// new database on the PostgreSQL server `cargo xtask test` starts.
+#[cfg(test)]
+pub(crate) fn each_backend() -> Vec<TestStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&dir.path().join("waygate.db")).unwrap();
+    let url = postgres::fresh_test_database();
+    let postgres = Store::connect(&url).unwrap();
+    vec![
+        TestStore {
+            backend: "sqlite",
+            store: std::sync::Arc::new(sqlite),
+            location: Ok(dir),
+        },
+        TestStore {
+            backend: "postgres",
+            store: std::sync::Arc::new(postgres),
+            location: Err(url),
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("waygate.db")).unwrap();
-        (dir, store)
-    }
 
     #[test]
     fn migrations_are_valid() {
@@ -264,67 +381,125 @@ mod tests {
 
     #[test]
     fn namespaces_keep_plugins_apart() {
-        let (_dir, store) = store();
-        store.kv_set("a", "k", b"one", 1024).unwrap();
-        store.kv_set("b", "k", b"two", 1024).unwrap();
-        assert_eq!(
-            store.kv_get("a", "k").unwrap().as_deref(),
-            Some(&b"one"[..])
-        );
-        assert_eq!(
-            store.kv_get("b", "k").unwrap().as_deref(),
-            Some(&b"two"[..])
-        );
-        assert!(store.kv_delete("a", "k").unwrap());
-        assert!(!store.kv_delete("a", "k").unwrap());
-        assert_eq!(
-            store.kv_get("b", "k").unwrap().as_deref(),
-            Some(&b"two"[..])
-        );
+        for TestStore { backend, store, .. } in each_backend() {
+            store.kv_set("a", "k", b"one", 1024).unwrap();
+            store.kv_set("b", "k", b"two", 1024).unwrap();
+            assert_eq!(
+                store.kv_get("a", "k").unwrap().as_deref(),
+                Some(&b"one"[..]),
+                "{backend}"
+            );
+            assert!(store.kv_delete("a", "k").unwrap(), "{backend}");
+            assert!(!store.kv_delete("a", "k").unwrap(), "{backend}");
+            assert_eq!(store.kv_get("a", "k").unwrap(), None, "{backend}");
+            assert_eq!(
+                store.kv_get("b", "k").unwrap().as_deref(),
+                Some(&b"two"[..]),
+                "{backend}"
+            );
+        }
     }
 
     #[test]
     fn quota_counts_keys_and_values_and_allows_replacing() {
-        let (_dir, store) = store();
-        store.kv_set("p", "key", b"12345", 10).unwrap();
-        // Replacing a value is judged by the new size, not the old plus the new.
-        store.kv_set("p", "key", b"1234567", 10).unwrap();
-        match store.kv_set("p", "other", b"x", 10) {
-            Err(Error::QuotaExceeded {
-                quota_bytes: 10,
-                needed_bytes: 16,
-            }) => {}
-            other => panic!("expected quota error, got {other:?}"),
+        for TestStore { backend, store, .. } in each_backend() {
+            store.kv_set("p", "key", b"12345", 10).unwrap();
+            // Replacing a value is judged by the new size, not the old plus the new.
+            store.kv_set("p", "key", b"1234567", 10).unwrap();
+            match store.kv_set("p", "other", b"x", 10) {
+                Err(Error::QuotaExceeded {
+                    quota_bytes: 10,
+                    needed_bytes: 16,
+                }) => {}
+                other => panic!("{backend}: expected quota error, got {other:?}"),
+            }
+            assert_eq!(store.kv_get("p", "other").unwrap(), None, "{backend}");
+            // Deleting gives the bytes back.
+            assert!(store.kv_delete("p", "key").unwrap());
+            store.kv_set("p", "other", b"x", 10).unwrap();
+            // An entry larger than the whole quota is refused outright.
+            assert!(
+                matches!(
+                    store.kv_set("p", "huge", &[0; 20], 10),
+                    Err(Error::QuotaExceeded {
+                        needed_bytes: 24,
+                        ..
+                    })
+                ),
+                "{backend}"
+            );
         }
-        assert_eq!(store.kv_get("p", "other").unwrap(), None);
-        // Deleting gives the bytes back.
-        assert!(store.kv_delete("p", "key").unwrap());
-        store.kv_set("p", "other", b"x", 10).unwrap();
-        // An entry larger than the whole quota is refused outright.
-        assert!(matches!(
-            store.kv_set("p", "huge", &[0; 20], 10),
-            Err(Error::QuotaExceeded {
-                needed_bytes: 24,
-                ..
-            })
-        ));
+    }
+
+    #[test]
+    fn concurrent_writers_cannot_both_pass_the_quota() {
+        for TestStore { backend, store, .. } in each_backend() {
+            // Eight writers of 6 bytes each against a quota of 24: exactly four fit.
+            let writers: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = store.clone();
+                    std::thread::spawn(move || store.kv_set("p", &format!("k{i}"), b"1234", 24))
+                })
+                .collect();
+            let stored = writers
+                .into_iter()
+                .map(|writer| writer.join().unwrap())
+                .filter(Result::is_ok)
+                .count();
+            assert_eq!(stored, 4, "{backend}");
+            assert_eq!(store.kv_list("p", "", 100).unwrap().len(), 4, "{backend}");
+        }
     }
 
     #[test]
     fn listing_filters_by_prefix_in_byte_order() {
-        let (_dir, store) = store();
-        for key in ["note/2", "note/10", "other", "note/1"] {
-            store.kv_set("p", key, b"", 1024).unwrap();
+        for TestStore { backend, store, .. } in each_backend() {
+            for key in [
+                "note/2", "note/10", "other", "note/1", "note/B", "note/a", "note/é",
+            ] {
+                store.kv_set("p", key, b"", 1024).unwrap();
+            }
+            assert_eq!(
+                store.kv_list("p", "note/", 10).unwrap(),
+                ["note/1", "note/10", "note/2", "note/B", "note/a", "note/é"],
+                "{backend}"
+            );
+            assert_eq!(
+                store.kv_list("p", "note/", 2).unwrap(),
+                ["note/1", "note/10"],
+                "{backend}"
+            );
+            assert_eq!(
+                store.kv_list("q", "", 10).unwrap(),
+                Vec::<String>::new(),
+                "{backend}"
+            );
         }
-        assert_eq!(
-            store.kv_list("p", "note/", 10).unwrap(),
-            ["note/1", "note/10", "note/2"]
+    }
+
+    #[test]
+    fn a_postgres_database_migrated_twice_keeps_its_data() {
+        let url = postgres::fresh_test_database();
+        Store::connect(&url)
+            .unwrap()
+            .kv_set("p", "k", b"v", 100)
+            .unwrap();
+        let store = Store::connect(&url).unwrap();
+        assert_eq!(store.kv_get("p", "k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn an_unreachable_postgres_server_is_a_clear_error_without_the_password() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let error = Store::connect("postgres://waygate:s3cret@127.0.0.1:1/waygate")
+            .err()
+            .expect("no server there")
+            .to_string();
+        assert!(
+            error.starts_with("cannot open database postgres://…@127.0.0.1:1"),
+            "{error}"
         );
-        assert_eq!(
-            store.kv_list("p", "note/", 2).unwrap(),
-            ["note/1", "note/10"]
-        );
-        assert_eq!(store.kv_list("q", "", 10).unwrap(), Vec::<String>::new());
+        assert!(!error.contains("s3cret"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `plugins`: each package's state after the last load, and whether the operator disabled
 //! it, so both survive a restart.
 
-use super::{Error, Store};
+use super::{Error, Store, sqlite_or};
 use rusqlite::params;
 use std::collections::HashSet;
 
@@ -31,7 +31,7 @@ impl Store {
     ///
     /// [`Error::Sql`].
     pub fn disabled_plugins(&self) -> Result<HashSet<String>, Error> {
-        let conn = self.conn();
+        let conn = sqlite_or!(self, pg => pg.disabled_plugins());
         let mut select = conn.prepare_cached("SELECT name FROM plugins WHERE disabled = 1")?;
         let names = select
             .query_map([], |row| row.get(0))?
@@ -45,7 +45,8 @@ impl Store {
     ///
     /// [`Error::Sql`].
     pub fn set_plugin_disabled(&self, name: &str, disabled: bool) -> Result<(), Error> {
-        self.conn().execute(
+        let conn = sqlite_or!(self, pg => pg.set_plugin_disabled(name, disabled));
+        conn.execute(
             "INSERT INTO plugins (name, version, module_path, disabled) VALUES (?1, '', '', ?2)
              ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled,
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
@@ -60,7 +61,7 @@ impl Store {
     ///
     /// [`Error::Sql`]; nothing changed then.
     pub fn record_plugin_states(&self, states: &[PluginState]) -> Result<(), Error> {
-        let mut conn = self.conn();
+        let mut conn = sqlite_or!(self, pg => pg.record_plugin_states(states));
         let tx = conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(
@@ -95,8 +96,12 @@ mod tests {
 
     #[test]
     fn the_disabled_wish_outlasts_recorded_states() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
+        for crate::store::TestStore { backend, store, .. } in crate::store::each_backend() {
+            disabled_wish_outlasts_recorded_states(backend, &store);
+        }
+    }
+
+    fn disabled_wish_outlasts_recorded_states(backend: &str, store: &Store) {
         let state = PluginState {
             name: "echo".into(),
             status: "active",
@@ -113,9 +118,10 @@ mod tests {
         store.record_plugin_states(&[state]).unwrap();
         assert_eq!(
             store.disabled_plugins().unwrap(),
-            HashSet::from(["echo".to_owned()])
+            HashSet::from(["echo".to_owned()]),
+            "{backend}"
         );
         store.set_plugin_disabled("echo", false).unwrap();
-        assert!(store.disabled_plugins().unwrap().is_empty());
+        assert!(store.disabled_plugins().unwrap().is_empty(), "{backend}");
     }
 }
