@@ -478,6 +478,30 @@ mod tests {
     }
 
     #[test]
+    fn the_data_version_moves_when_another_connection_adds_the_first_key() {
+        for test_store in each_backend() {
+            let before = test_store.store.data_version().unwrap();
+            let other = test_store.open_again();
+            other
+                .insert_key(&NewKey {
+                    key_hash: "digest",
+                    name: "first",
+                    role: "admin",
+                    plugins: None,
+                    prefix: "wg_first",
+                    expires_at: None,
+                })
+                .unwrap();
+            assert_ne!(
+                test_store.store.data_version().unwrap(),
+                before,
+                "{}",
+                test_store.backend
+            );
+        }
+    }
+
+    #[test]
     fn a_postgres_database_migrated_twice_keeps_its_data() {
         let url = postgres::fresh_test_database();
         Store::connect(&url)

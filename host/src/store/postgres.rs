@@ -424,7 +424,12 @@ impl PgStore {
             let row = pool
                 .get()
                 .await?
-                .query_one("SELECT last_value FROM api_keys_version", &[])
+                // A fresh sequence reads 1 before its first `nextval` and after it: only
+                // `is_called` tells the two apart.
+                .query_one(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM api_keys_version",
+                    &[],
+                )
                 .await?;
             Ok(row.get(0))
         })
