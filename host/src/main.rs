@@ -425,6 +425,9 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let store = Arc::new(open_store(&config)?);
+    // Heard from now on: a reload another replica announces while this one loads is
+    // repeated once it serves.
+    let peer_reloads = store.reload_notices();
     let runtime = Arc::new(Runtime::new(
         &config.limits,
         Some(config.cache_dir.clone()),
@@ -503,7 +506,7 @@ async fn serve(config: Config, set_log_level: SetLogLevel) -> anyhow::Result<()>
     };
     let state = Arc::new(AppState::new(service, admission));
     reload_on_sighup(state.clone(), hangups);
-    follow_peer_reloads(state.clone(), state.service.store.reload_notices());
+    follow_peer_reloads(state.clone(), peer_reloads);
     if let Some(loaded) = packages_before_load {
         watch_plugins(state.clone(), config.plugins_dir.clone(), loaded);
     }
@@ -552,37 +555,51 @@ fn reload_on_sighup(state: Arc<AppState>, hangups: Option<tokio::signal::unix::S
 fn reload_on_sighup(_: Arc<AppState>, _: Option<()>) {}
 
 /// Repeats the reloads other replicas on the same PostgreSQL database announce, so every
-/// replica serves what the plugins directory holds; nothing to follow with SQLite.
+/// replica serves what the plugins directory holds; nothing to follow with SQLite. Notices
+/// that queue up meanwhile are merged into one reload, and a reload that finds another
+/// running (this server's own) is tried again until it runs: the peer's change may be newer.
 fn follow_peer_reloads(
     state: Arc<AppState>,
     notices: Option<tokio::sync::mpsc::Receiver<waygate::store::ReloadNotice>>,
 ) {
-    /// Tries while a reload of this server's own runs: the peer's change may be newer.
-    const ATTEMPTS: u32 = 40;
     const PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
     let Some(mut notices) = notices else {
         return;
     };
     tokio::spawn(async move {
-        while let Some(notice) = notices.recv().await {
-            for attempt in 1..=ATTEMPTS {
-                let result = match &notice.plugin {
-                    Some(name) => http::reload_plugin(&state, name, http::ReloadOrigin::Peer)
-                        .await
-                        .map(|_| ()),
-                    None => http::reload(&state, http::ReloadOrigin::Peer)
-                        .await
-                        .map(|_| ()),
-                };
-                match result {
-                    Ok(()) => {
-                        tracing::info!(plugin = ?notice.plugin, "reloaded as another replica did");
+        while let Some(first) = notices.recv().await {
+            let mut plugins = std::collections::BTreeSet::new();
+            let mut everything = false;
+            let mut next = Some(first);
+            while let Some(notice) = next {
+                match notice.plugin {
+                    Some(name) => {
+                        plugins.insert(name);
+                    }
+                    None => everything = true,
+                }
+                next = notices.try_recv().ok();
+            }
+            let scopes: Vec<Option<String>> = if everything {
+                vec![None]
+            } else {
+                plugins.into_iter().map(Some).collect()
+            };
+            for plugin in scopes {
+                loop {
+                    let result = match &plugin {
+                        Some(name) => http::reload_plugin(&state, name, http::ReloadOrigin::Peer)
+                            .await
+                            .map(|_| ()),
+                        None => http::reload(&state, http::ReloadOrigin::Peer)
+                            .await
+                            .map(|_| ()),
+                    };
+                    if result.is_ok() {
+                        tracing::info!(?plugin, "reloaded as another replica did");
                         break;
                     }
-                    Err(error) if attempt == ATTEMPTS => {
-                        tracing::warn!(%error, plugin = ?notice.plugin, "another replica's reload not repeated");
-                    }
-                    Err(_) => tokio::time::sleep(PAUSE).await,
+                    tokio::time::sleep(PAUSE).await;
                 }
             }
         }

@@ -26,9 +26,14 @@ CREATE TABLE api_keys (
     prefix TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX api_keys_name ON api_keys (name);
--- Moves on every change to a key (not on a recorded use), so every replica's key ring
--- notices a new, rotated or revoked key with one cheap read.
-CREATE SEQUENCE api_keys_version;
+-- Moves on every change to a key (not on a recorded use), inside the changing transaction,
+-- so every replica's key ring notices a new, rotated or revoked key with one cheap read and
+-- never sees the new version before the change itself (a sequence would: nextval is not
+-- transactional).
+CREATE TABLE api_keys_version (
+    version BIGINT NOT NULL
+);
+INSERT INTO api_keys_version (version) VALUES (0);
 
 CREATE TABLE plugins (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -372,7 +372,7 @@ fn the_probes_service_autoscaler_and_budget_point_at_the_server() {
     let by_name_or_number =
         |target: &Value| *target == port["name"] || *target == port["containerPort"];
     for (probe, path) in [
-        ("livenessProbe", "/health"),
+        ("livenessProbe", "/"),
         ("readinessProbe", "/ready"),
         ("startupProbe", "/ready"),
     ] {

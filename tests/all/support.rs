@@ -946,14 +946,14 @@ fn psql_binary() -> PathBuf {
         .map_or_else(|| PathBuf::from("psql"), |(_, psql)| psql)
 }
 
-/// Waits up to 5 s for `check` to hold, looking every 50 ms; fails naming `what` if it
-/// never does.
+/// Waits up to 15 s (a plugin compiling on a busy CI machine included) for `check` to
+/// hold, looking every 50 ms; fails naming `what` if it never does.
 pub fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while !check() {
         assert!(
             std::time::Instant::now() < deadline,
-            "{what} did not happen within 5 s"
+            "{what} did not happen within 15 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

@@ -76,6 +76,9 @@ pub enum Error {
     /// The store is shutting down.
     #[error("the database connection is closed")]
     Closed,
+    /// The database did not answer in time (the network, most likely).
+    #[error("the database did not answer in time")]
+    TimedOut,
 }
 
 /// The database. Every method blocks until the database answers: async code calls it on
@@ -448,6 +451,22 @@ mod tests {
                 .count();
             assert_eq!(stored, 4, "{backend}");
             assert_eq!(store.kv_list("p", "", 100).unwrap().len(), 4, "{backend}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_is_literal_text_not_a_pattern() {
+        for TestStore { backend, store, .. } in each_backend() {
+            for key in ["a%b", "a_b", "axb", "a\\b", "ab"] {
+                store.kv_set("p", key, b"", 1024).unwrap();
+            }
+            assert_eq!(store.kv_list("p", "a%", 10).unwrap(), ["a%b"], "{backend}");
+            assert_eq!(store.kv_list("p", "a_", 10).unwrap(), ["a_b"], "{backend}");
+            assert_eq!(
+                store.kv_list("p", "a\\", 10).unwrap(),
+                ["a\\b"],
+                "{backend}"
+            );
         }
     }
 

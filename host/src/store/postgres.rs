@@ -20,6 +20,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a statement runs before the server cancels it: a stuck database fails calls
 /// instead of holding them (and their blocking threads) forever.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle time before TCP keepalive probes start on a database connection.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// Taken (per transaction) while migrating, so replicas starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x5761_7967_6174_6501; // "Waygate" + 1
 
@@ -34,7 +36,9 @@ const KEY_COLUMNS: &str =
 
 /// The channel replicas announce reloads on.
 const RELOAD_CHANNEL: &str = "waygate_reload";
-/// Longest pause before the reload listener connects again after losing its connection.
+/// First and longest pause before the reload listener connects again after losing its
+/// connection; the pause doubles between failed attempts.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
 
 /// A pool of connections to one PostgreSQL database, and the runtime its I/O runs on.
@@ -57,8 +61,10 @@ impl Drop for PgStore {
     }
 }
 
-/// `url` with its password, if any, left out: for messages.
+/// `url` with its user information and query (either may hold the password) left out: for
+/// messages.
 fn redacted(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or_default();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://…@{}", &url[..scheme], &url[at + 1..])
@@ -87,6 +93,9 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // Idle connections (the LISTEN one above all) behind NAT or a load balancer are
+        // dropped silently after minutes; probes find that out, and keep them open.
+        config.keepalives_idle(KEEPALIVE_IDLE);
         let options = config.get_options().unwrap_or_default().to_owned();
         config.options(format!(
             "{options} -c statement_timeout={}",
@@ -143,7 +152,12 @@ impl PgStore {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let work = work(self.pool.clone());
         runtime.spawn(async move {
-            let _ = sender.send(work.await);
+            // The server's statement timeout cannot end a wait on a network that dropped
+            // the connection silently; this one can.
+            let answer = tokio::time::timeout(CONNECT_TIMEOUT + STATEMENT_TIMEOUT, work)
+                .await
+                .unwrap_or(Err(Error::TimedOut));
+            let _ = sender.send(answer);
         });
         receiver.recv().unwrap_or(Err(Error::Closed))
     }
@@ -228,16 +242,24 @@ impl PgStore {
     }
 
     pub fn kv_list(&self, plugin: &str, prefix: &str, limit: u32) -> Result<Vec<String>, Error> {
-        let (plugin, prefix) = (plugin.to_owned(), prefix.to_owned());
+        // A LIKE prefix on a "C"-collated key is a range scan of the primary key that stops
+        // at the first key past the prefix.
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let plugin = plugin.to_owned();
         self.run(move |pool| async move {
             let rows = pool
                 .get()
                 .await?
                 .query(
-                    "SELECT key FROM plugin_kv
-                     WHERE plugin = $1 AND key >= $2 AND starts_with(key, $2)
+                    "SELECT key FROM plugin_kv WHERE plugin = $1 AND key LIKE $2
                      ORDER BY key LIMIT $3",
-                    &[&plugin, &prefix, &i64::from(limit)],
+                    &[&plugin, &pattern, &i64::from(limit)],
                 )
                 .await?;
             Ok(rows.iter().map(|row| row.get(0)).collect())
@@ -395,15 +417,17 @@ impl PgStore {
                     &[&id],
                 )
                 .await?;
-            tx.execute("SELECT nextval('api_keys_version')", &[])
-                .await?;
+            bump_key_version(&tx).await?;
             tx.commit().await?;
             Ok(changed == 1)
         })
     }
 
     pub fn touch_keys(&self, uses: &[(i64, String)]) -> Result<(), Error> {
-        let uses = uses.to_vec();
+        let mut uses = uses.to_vec();
+        // One order for every replica: two updating the same rows in opposite orders would
+        // deadlock.
+        uses.sort_unstable();
         self.run(move |pool| async move {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
@@ -424,12 +448,7 @@ impl PgStore {
             let row = pool
                 .get()
                 .await?
-                // A fresh sequence reads 1 before its first `nextval` and after it: only
-                // `is_called` tells the two apart.
-                .query_one(
-                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM api_keys_version",
-                    &[],
-                )
+                .query_one("SELECT version FROM api_keys_version", &[])
                 .await?;
             Ok(row.get(0))
         })
@@ -463,7 +482,9 @@ impl PgStore {
     }
 
     pub fn record_plugin_states(&self, states: &[PluginState]) -> Result<(), Error> {
-        let states = states.to_vec();
+        let mut states = states.to_vec();
+        // One order for every replica, as in `touch_keys`.
+        states.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         self.run(move |pool| async move {
             let mut client = pool.get().await?;
             let tx = client.transaction().await?;
@@ -521,21 +542,23 @@ impl PgStore {
         let (config, origin) = (self.config.clone(), self.origin.clone());
         if let Some(runtime) = &self.runtime {
             runtime.spawn(async move {
-                let mut delay = Duration::from_millis(250);
-                let mut first = true;
+                let mut delay = FIRST_RECONNECT_DELAY;
+                let mut reconnecting = false;
                 loop {
-                    if !first && sender.send(ReloadNotice { plugin: None }).await.is_err() {
-                        return;
-                    }
-                    first = false;
-                    match listen(&config, &origin, &sender).await {
+                    match listen(&config, &origin, &sender, reconnecting).await {
                         Ok(()) => return, // The receiver is gone.
-                        Err(error) => tracing::warn!(
-                            %error,
-                            retry_ms = delay.as_millis(),
-                            "lost the database connection that hears other replicas' reloads"
-                        ),
+                        Err(Lost { listened, error }) => {
+                            if listened {
+                                delay = FIRST_RECONNECT_DELAY;
+                            }
+                            tracing::warn!(
+                                %error,
+                                retry_ms = delay.as_millis(),
+                                "lost the database connection that hears other replicas' reloads"
+                            );
+                        }
                     }
+                    reconnecting = true;
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RECONNECT_DELAY);
                 }
@@ -552,14 +575,26 @@ pub struct ReloadNotice {
     pub plugin: Option<String>,
 }
 
-/// Listens on [`RELOAD_CHANNEL`] until the connection fails (an error) or nobody takes the
-/// notices any more (`Ok`).
+/// Why [`listen`] stopped hearing: whether it got as far as `LISTEN`, and the error.
+struct Lost {
+    listened: bool,
+    error: Error,
+}
+
+/// Listens on [`RELOAD_CHANNEL`] until the connection fails (`Err`) or nobody takes the
+/// notices any more (`Ok`). After a reconnect, once listening again, it first asks for a
+/// reload of everything: announcements made while it was away are lost.
 async fn listen(
     config: &tokio_postgres::Config,
     origin: &str,
     sender: &tokio::sync::mpsc::Sender<ReloadNotice>,
-) -> Result<(), Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    reconnecting: bool,
+) -> Result<(), Lost> {
+    let lost = |listened: bool, error: Error| Lost { listened, error };
+    let (client, mut connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| lost(false, Error::Postgres(e)))?;
     let (messages, mut incoming) = tokio::sync::mpsc::unbounded_channel();
     // The connection delivers notifications only while it is polled; this task polls it,
     // and ends (closing `incoming`) when it fails.
@@ -579,14 +614,22 @@ async fn listen(
             }
         }
     });
-    client
+    if let Err(error) = client
         .batch_execute(&format!("LISTEN {RELOAD_CHANNEL}"))
-        .await?;
+        .await
+    {
+        driver.abort();
+        return Err(lost(false, Error::Postgres(error)));
+    }
+    if reconnecting && sender.send(ReloadNotice { plugin: None }).await.is_err() {
+        driver.abort();
+        return Ok(());
+    }
     let result = loop {
         let message = match incoming.recv().await {
             Some(Ok(message)) => message,
-            Some(Err(error)) => break Err(Error::Postgres(error)),
-            None => break Err(Error::Closed),
+            Some(Err(error)) => break Err(lost(true, Error::Postgres(error))),
+            None => break Err(lost(true, Error::Closed)),
         };
         let tokio_postgres::AsyncMessage::Notification(notification) = message else {
             continue;
@@ -614,6 +657,8 @@ async fn listen(
 async fn migrate(pool: &Pool) -> Result<(), Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Waiting for another replica's migration, or a long one, is not a stuck statement.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(
@@ -684,9 +729,16 @@ async fn insert_key(tx: &deadpool_postgres::Transaction<'_>, key: &OwnedKey) -> 
             ],
         )
         .await?;
-    tx.execute("SELECT nextval('api_keys_version')", &[])
-        .await?;
+    bump_key_version(tx).await?;
     Ok(row.get(0))
+}
+
+/// Moves the key version, in the transaction that changes a key: a replica that reads the
+/// new version then also reads the change.
+async fn bump_key_version(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), Error> {
+    tx.execute("UPDATE api_keys_version SET version = version + 1", &[])
+        .await?;
+    Ok(())
 }
 
 fn row_to_key(row: &Row) -> StoredKey {
@@ -796,6 +848,10 @@ mod tests {
         );
         assert_eq!(
             super::redacted("postgres://db/waygate"),
+            "postgres://db/waygate"
+        );
+        assert_eq!(
+            super::redacted("postgres://db/waygate?user=w&password=s3cret"),
             "postgres://db/waygate"
         );
     }
