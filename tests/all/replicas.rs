@@ -6,24 +6,13 @@
 
 use crate::support::{
     ADMIN_KEY, Binary, blocking_request, eventually, fresh_postgres_database, install_example,
-    spawn_binary,
+    keys_cli_on, spawn_binary,
 };
 use serde_json::Value;
 
-/// `waygate keys ARGS --database-url URL`; its standard output, failing unless it succeeds.
+/// `waygate keys ARGS --database-url URL`; its standard output.
 fn keys_cli(url: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
-        .arg("keys")
-        .args(args)
-        .args(["--database-url", url])
-        .output()
-        .expect("run waygate keys");
-    assert!(
-        output.status.success(),
-        "waygate keys {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    keys_cli_on(&["--database-url".as_ref(), url.as_ref()], args)
 }
 
 fn execute(replica: &Binary, key: &str) -> (u16, String) {

@@ -646,11 +646,16 @@ impl Binary {
 /// Runs `waygate keys ARGS --data DATA` and returns its standard output; fails unless it
 /// succeeds.
 pub fn keys_cli(data: &Path, args: &[&str]) -> String {
+    keys_cli_on(&["--data".as_ref(), data.as_os_str()], args)
+}
+
+/// Runs `waygate keys ARGS DATABASE` (`--data DIR` or `--database-url URL`) and returns its
+/// standard output; fails unless it succeeds.
+pub fn keys_cli_on(database: &[&std::ffi::OsStr], args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_waygate"))
         .arg("keys")
         .args(args)
-        .arg("--data")
-        .arg(data)
+        .args(database)
         .output()
         .expect("run waygate keys");
     assert!(
