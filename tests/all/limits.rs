@@ -233,7 +233,7 @@ async fn the_key_value_quota_is_a_typed_error_for_the_plugin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_beyond_the_concurrency_cap_wait_then_fail() {
-    let (env, registry) = hostile("[limits]\nmax_concurrency = 1\ntimeout_ms = 1000").await;
+    let (env, registry) = hostile(SPIN_FOR_A_SECOND_MANIFEST_WITH_CONCURRENCY_1).await;
     assert_waits_then_fails(env, registry, Limit::Concurrency, "max_concurrency = 1").await;
 }
 
@@ -243,14 +243,17 @@ async fn a_full_instance_pool_makes_calls_wait_then_fail() {
         instance_pool: 1,
         ..crate::support::test_limits()
     });
-    env.add(
-        "hostile",
-        &fixture("hostile"),
-        "[limits]\ntimeout_ms = 1000",
-    );
+    env.add("hostile", &fixture("hostile"), SPIN_FOR_A_SECOND_MANIFEST);
     let registry = env.registry().await;
     assert_waits_then_fails(env, registry, Limit::InstancePool, "instance_pool").await;
 }
+
+/// The spinning call's limits: a one-second deadline, and fuel for far longer (the
+/// ceiling), so that on a machine loaded by the rest of the suite the spin still ends on
+/// its deadline and never on fuel first.
+const SPIN_FOR_A_SECOND_MANIFEST: &str = "[limits]\ntimeout_ms = 1000\nfuel = 100000000000";
+const SPIN_FOR_A_SECOND_MANIFEST_WITH_CONCURRENCY_1: &str =
+    "[limits]\ntimeout_ms = 1000\nfuel = 100000000000\nmax_concurrency = 1";
 
 /// Keeps the only slot busy with a spinning call (one-second deadline), then shows that a
 /// call with a 100 ms timeout waits in vain and fails on `limit`, and that the plugin serves
